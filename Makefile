@@ -1,0 +1,44 @@
+# Every target bootstraps what it needs: a fresh clone needs only python3 (3.11+) and, for `make test`, npm.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+AZURITE := .tools/node_modules/.bin/azurite-blob
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+
+.PHONY: setup demo test lint ui bench clean
+
+$(VENV)/.ready: pyproject.toml uv.lock
+	@command -v python3 >/dev/null || { echo "error: python3 (3.11 or newer) is required" >&2; exit 1; }
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv sync --frozen --inexact --quiet
+	@touch $@
+
+setup: $(VENV)/.ready
+
+$(AZURITE): .tools/package.json .tools/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm (Node 20) is required to install the Azurite emulator" >&2; exit 1; }
+	npm ci --prefix .tools --no-audit --no-fund --loglevel=error
+	@test -x $@ || { echo "error: Azurite did not install to $@" >&2; exit 1; }
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/bucket-sync demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup $(AZURITE) lint
+	$(PY) -m pytest
+
+ui: setup
+	@$(PY) -m pipelines.instance >/dev/null
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: setup
+	$(PY) benchmarks/probe_throughput.py
+
+clean:
+	rm -rf .bucket-sync .dagster .pytest_cache .ruff_cache

@@ -1,0 +1,202 @@
+"""`object_listing`: what the bucket holds now, and how that differs from the last sync that reached the index."""
+
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from pydantic import Field
+
+from assets.partitions import connections_partitions
+from resources.bucket import LISTING_SCHEMA, Bucket
+from resources.catalog import CatalogResource, Connection
+from resources.providers import open_bucket
+from resources.storage import SyncHome, atomic_path
+
+PREVIEW_KEYS = 20
+
+
+class ListingConfig(Config):
+    allow_collapse: bool = Field(
+        False,
+        description=(
+            "Accept a listing that lost more than half of the last good one (a real mass deletion). Without it, "
+            "the listing_collapse check blocks the sync so a wrong prefix or a revoked permission cannot "
+            "tombstone the index."
+        ),
+    )
+
+
+def media_batches(bucket: Bucket, conn: Connection, stats: Counter[str]) -> Iterator[pa.RecordBatch]:
+    """The provider listing with folder markers, empty keys and glob-filtered keys taken out, counted in `stats`."""
+    key_filter = conn.key_filter
+    for batch in bucket.iter_listing(conn.prefix):
+        keys = batch.column("key")
+        # Folder markers and empty keys are structure, not media.
+        marker = pc.or_(pc.ends_with(keys, "/"), pc.equal(pc.utf8_length(keys), 0))
+        stats["folder_markers"] += pc.sum(marker).as_py() or 0
+        batch = batch.filter(pc.invert(marker))
+        if conn.include or conn.exclude:
+            keep = [key_filter(conn.relative_key(k)) for k in batch.column("key").to_pylist()]
+            stats["filtered_out"] += keep.count(False)
+            batch = batch.filter(pa.array(keep, type=pa.bool_()))
+        if batch.num_rows:
+            yield batch
+
+
+def summarize(batches: Iterator[pa.RecordBatch], stats: Counter[str]) -> Iterator[pa.RecordBatch]:
+    """Pass batches through while counting objects, bytes and extensions and keeping the first sample keys."""
+    extensions: Counter[str] = Counter()
+    samples: list[str] = []
+    stats.update(listed=0, bytes=0)
+    for batch in batches:
+        stats["listed"] += batch.num_rows
+        stats["bytes"] += pc.sum(batch.column("size")).as_py() or 0
+        for key in batch.column("key").to_pylist():
+            extensions[PurePosixPath(key).suffix.lower() or "(none)"] += 1
+            if len(samples) < PREVIEW_KEYS:
+                samples.append(key)
+        yield batch
+    stats["extensions"] = dict(extensions.most_common())  # type: ignore[assignment]
+    stats["samples"] = samples  # type: ignore[assignment]
+
+
+def preview(bucket: Bucket, conn: Connection) -> dict[str, Any]:
+    """What a sync would see, from the listing alone: counts, bytes, extensions, sample keys. Reads no object."""
+    stats: Counter[str] = Counter()
+    for _ in summarize(media_batches(bucket, conn, stats), stats):
+        pass
+    return dict(stats)
+
+
+def write_listing(bucket: Bucket, conn: Connection, target: Path) -> dict[str, Any]:
+    """Stream the media-eligible listing into Parquet. Returns what it saw."""
+    stats: Counter[str] = Counter()
+    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, LISTING_SCHEMA) as writer:
+        for batch in summarize(media_batches(bucket, conn, stats), stats):
+            writer.write_batch(batch)
+    return dict(stats)
+
+
+def diff_listing(listing: Path, baseline: Path, target: Path) -> dict[str, int]:
+    """Classify every key as new, changed, unchanged or deleted against the baseline, and pair moves.
+
+    Runs in DuckDB over the two Parquet files, so memory stays flat however many keys the bucket holds. A key that
+    vanished while a new key appeared with the same size and the same content fingerprint (the provider's MD5, else
+    its etag, which providers only repeat for identical content or a rename) is a move, not a delete plus an add.
+    """
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW n AS SELECT * FROM read_parquet('{listing}')")
+    if baseline.exists():
+        con.execute(f"CREATE VIEW b AS SELECT * FROM read_parquet('{baseline}')")
+    else:
+        con.execute("CREATE VIEW b AS SELECT * FROM n WHERE false")
+    query = """
+        WITH cur AS (
+            SELECT n.*, CASE
+                WHEN b.key IS NULL THEN 'new'
+                WHEN n.etag IS DISTINCT FROM b.etag OR n.size <> b.size
+                     OR n.last_modified IS DISTINCT FROM b.last_modified THEN 'changed'
+                ELSE 'unchanged' END AS change
+            FROM n LEFT JOIN b ON n.key = b.key
+        ),
+        gone AS (SELECT b.*, 'deleted' AS change FROM b ANTI JOIN n ON b.key = n.key),
+        fresh_fp AS (
+            SELECT key, size, coalesce(content_md5, etag) AS fp,
+                   row_number() OVER (PARTITION BY size, coalesce(content_md5, etag) ORDER BY key) AS rn
+            FROM cur WHERE change = 'new' AND coalesce(content_md5, etag) IS NOT NULL
+        ),
+        gone_fp AS (
+            SELECT key, size, coalesce(content_md5, etag) AS fp,
+                   row_number() OVER (PARTITION BY size, coalesce(content_md5, etag) ORDER BY key) AS rn
+            FROM gone WHERE coalesce(content_md5, etag) IS NOT NULL
+        ),
+        moves AS (SELECT g.key AS old_key, f.key AS new_key FROM fresh_fp f JOIN gone_fp g USING (size, fp, rn))
+        SELECT cur.*, m.old_key AS moved_from, NULL::VARCHAR AS moved_to
+        FROM cur LEFT JOIN moves m ON cur.key = m.new_key
+        UNION ALL BY NAME
+        SELECT gone.*, NULL::VARCHAR AS moved_from, m.new_key AS moved_to
+        FROM gone LEFT JOIN moves m ON gone.key = m.old_key
+    """
+    with atomic_path(target) as tmp:
+        con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet)")
+    row = con.execute(
+        f"""
+        SELECT count(*) FILTER (WHERE change <> 'deleted'),
+               count(*) FILTER (WHERE change = 'new' AND moved_from IS NULL),
+               count(*) FILTER (WHERE change = 'changed'),
+               count(*) FILTER (WHERE change = 'unchanged'),
+               count(*) FILTER (WHERE change = 'deleted' AND moved_to IS NULL),
+               count(*) FILTER (WHERE moved_from IS NOT NULL),
+               (SELECT count(*) FROM b)
+        FROM read_parquet('{target}')
+        """
+    ).fetchone()
+    con.close()
+    names = ("listed", "new", "changed", "unchanged", "deleted", "moved", "baseline_listed")
+    return dict(zip(names, (int(v) for v in row), strict=True))
+
+
+def _preview_table(samples: list[str]) -> str:
+    rows = "\n".join(f"| `{k}` |" for k in samples) or "| (none) |"
+    return f"| sample keys |\n|---|\n{rows}"
+
+
+@asset(
+    partitions_def=connections_partitions,
+    group_name="sync",
+    kinds={"parquet"},
+    description="Every object under the connection's prefix, diffed against the last sync that reached the index.",
+)
+def object_listing(
+    context: AssetExecutionContext, config: ListingConfig, catalog: CatalogResource, home: SyncHome
+) -> MaterializeResult:
+    name = context.partition_key
+    conn = catalog.connection(name)
+    started_at = datetime.now(UTC)
+    bucket = open_bucket(conn)
+    context.log.info(f"listing {conn.provider} connection '{name}' under prefix '{conn.prefix}'")
+    seen = write_listing(bucket, conn, home.snapshot(name, "listing"))
+    counts = diff_listing(home.snapshot(name, "listing"), home.snapshot(name, "baseline"), home.snapshot(name, "changes"))
+    state = {
+        "run_id": context.run_id,
+        "started_at": started_at.isoformat(),
+        "allow_collapse": config.allow_collapse,
+        "bytes": seen.get("bytes", 0),
+        "folder_markers": seen.get("folder_markers", 0),
+        "filtered_out": seen.get("filtered_out", 0),
+        "extensions": seen["extensions"],
+        **counts,
+    }
+    with atomic_path(home.snapshot(name, "state")) as tmp:
+        tmp.write_text(json.dumps(state, indent=2))
+    context.log.info(
+        f"'{name}': {counts['listed']} objects ({counts['new']} new, {counts['changed']} changed, "
+        f"{counts['unchanged']} unchanged, {counts['deleted']} deleted, {counts['moved']} moved)"
+    )
+    summary = (
+        f"**{counts['listed']}** objects, {seen.get('bytes', 0):,} bytes under `{conn.prefix or '/'}`: "
+        f"{counts['new']} new, {counts['changed']} changed, {counts['unchanged']} unchanged, "
+        f"{counts['deleted']} deleted, {counts['moved']} moved. "
+        f"{seen.get('folder_markers', 0)} folder markers and {seen.get('filtered_out', 0)} filtered keys skipped."
+    )
+    return MaterializeResult(
+        metadata={
+            **{k: MetadataValue.int(v) for k, v in counts.items()},
+            "bytes": MetadataValue.int(seen.get("bytes", 0)),
+            "folder_markers": MetadataValue.int(seen.get("folder_markers", 0)),
+            "filtered_out": MetadataValue.int(seen.get("filtered_out", 0)),
+            "extensions": MetadataValue.json(seen["extensions"]),
+            "preview": MetadataValue.md(_preview_table(seen["samples"])),
+            "summary": MetadataValue.md(summary),
+            "snapshot": MetadataValue.path(str(home.snapshot(name, "changes"))),
+        }
+    )

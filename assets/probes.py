@@ -1,0 +1,269 @@
+"""`media_probes`: facts and verdicts for every current object, reading only what is new or changed.
+
+Facts are cached by object version (key, etag, size, last_modified): an unchanged object's facts are carried forward,
+a moved object's facts follow it to its new key, and only the rest is read, a few byte ranges each, many at once.
+"""
+
+
+import json
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from pydantic import Field
+
+from assets.listing import object_listing
+from assets.partitions import connections_partitions
+from assets.progress import Progress
+from media.facts import FACT_COLUMNS, MediaFacts
+from media.probe import probe
+from media.ranges import RangeReader
+from media.rules import ALL_RULES, Profile, get_profile, judge, manifest_size
+from resources.bucket import Bucket
+from resources.catalog import CatalogResource
+from resources.providers import open_bucket, probe_concurrency
+from resources.storage import SyncHome, atomic_path
+
+PROBES_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("size", pa.int64()),
+        ("etag", pa.string()),
+        ("last_modified", pa.timestamp("us", tz="UTC")),
+        ("source", pa.string()),  # probed | carried | moved
+        ("probed_at", pa.timestamp("us", tz="UTC")),
+        ("accepted", pa.bool_()),
+        ("manifest_width", pa.int32()),
+        ("manifest_height", pa.int32()),
+        ("kind", pa.string()),
+        ("format", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("orientation", pa.int32()),
+        ("display_width", pa.int32()),
+        ("display_height", pa.int32()),
+        ("mode", pa.string()),
+        ("major_brand", pa.string()),
+        ("compatible_brands", pa.list_(pa.string())),
+        ("codec", pa.string()),
+        ("pix_fmt", pa.string()),
+        ("duration_s", pa.float64()),
+        ("frames", pa.int64()),
+        ("rotation", pa.int32()),
+        ("bytes_read", pa.int64()),
+        ("requests", pa.int32()),
+        ("error", pa.string()),
+        ("head_sha256", pa.string()),
+    ]
+)
+assert set(FACT_COLUMNS) <= set(PROBES_SCHEMA.names), "PROBES_SCHEMA must hold every MediaFacts field"
+
+VIOLATIONS_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("rule", pa.string()),
+        ("severity", pa.string()),
+        ("message", pa.string()),
+        ("remediation", pa.string()),
+    ]
+)
+BATCH_ROWS = 2048
+
+
+class ProbeConfig(Config):
+    full: bool = Field(False, description="Re-probe every object, ignoring facts carried from earlier syncs.")
+    concurrency: int | None = Field(None, ge=1, le=256, description="Ranged reads in flight; default per provider.")
+
+
+def probe_object(bucket: Bucket, key: str, size: int, etag: str | None) -> MediaFacts:
+    """Facts for one object from a few ranged reads. Never raises: a bad object becomes an error fact."""
+    reader = RangeReader(lambda start, end: bucket.read_range(key, start, end, etag), size)
+    return probe(reader, extension=PurePosixPath(key).suffix.lower() or None)
+
+
+def probe_all(
+    bucket: Bucket, rows: Iterator[dict[str, Any]], concurrency: int
+) -> Iterator[tuple[dict[str, Any], MediaFacts]]:
+    """Probe rows with up to `concurrency` objects in flight, yielding results in input order.
+
+    A bounded window of futures (not one per object) keeps memory flat for buckets of millions of keys.
+    """
+    window: deque[tuple[dict[str, Any], Future[MediaFacts]]] = deque()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="probe") as pool:
+        for row in rows:
+            window.append((row, pool.submit(probe_object, bucket, row["key"], row["size"], row["etag"])))
+            if len(window) >= concurrency * 4:
+                head, future = window.popleft()
+                yield head, future.result()
+        while window:
+            head, future = window.popleft()
+            yield head, future.result()
+
+
+def _plan(changes: Path, previous: Path, full: bool) -> duckdb.DuckDBPyConnection:
+    """A DuckDB session with view `plan`: each current object, whether to probe it, and any facts it can reuse."""
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW c AS SELECT * FROM read_parquet('{changes}') WHERE change <> 'deleted'")
+    if previous.exists() and not full:
+        con.execute(f"CREATE VIEW p AS SELECT * FROM read_parquet('{previous}')")
+    else:
+        con.execute("CREATE VIEW p AS SELECT * FROM read_parquet('{}') WHERE false".format(changes))
+    same_version = (
+        "p.key IS NOT NULL AND p.etag IS NOT DISTINCT FROM c.etag AND p.size = c.size "
+        "AND p.last_modified IS NOT DISTINCT FROM c.last_modified"
+    )
+    if "kind" not in [r[0] for r in con.execute("DESCRIBE p").fetchall()]:
+        con.execute("CREATE OR REPLACE VIEW plan AS SELECT c.*, 'probe' AS action, NULL AS facts_key FROM c")
+        return con
+    con.execute(
+        f"""
+        CREATE VIEW plan AS
+        SELECT c.*,
+               CASE WHEN {same_version} THEN 'carried'
+                    WHEN m.key IS NOT NULL THEN 'moved' ELSE 'probe' END AS action,
+               CASE WHEN {same_version} THEN p.key WHEN m.key IS NOT NULL THEN m.key END AS facts_key
+        FROM c LEFT JOIN p ON p.key = c.key LEFT JOIN p AS m ON m.key = c.moved_from AND m.size = c.size
+        """
+    )
+    return con
+
+
+def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[dict[str, Any]]:
+    reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
+    for batch in reader:
+        yield from batch.to_pylist()
+
+
+class _Writer:
+    """Judges facts against the profile and writes the probes and violations snapshots."""
+
+    def __init__(self, probes: pq.ParquetWriter, violations: pq.ParquetWriter, profile: Profile) -> None:
+        self.probes, self.violations, self.profile = probes, violations, profile
+        self.rows: list[dict[str, Any]] = []
+        self.bad: list[dict[str, Any]] = []
+        self.stats: Counter[str] = Counter()
+
+    def add(self, row: dict[str, Any], facts: MediaFacts, source: str, probed_at: datetime | None) -> None:
+        found = judge(facts, row["key"], self.profile)
+        accepted = not found
+        width, height = manifest_size(facts, self.profile) if accepted and facts.kind == "image" else (None, None)
+        self.rows.append(
+            {
+                "key": row["key"],
+                "size": row["size"],
+                "etag": row["etag"],
+                "last_modified": row["last_modified"],
+                "source": source,
+                "probed_at": probed_at,
+                "accepted": accepted,
+                "manifest_width": width,
+                "manifest_height": height,
+                **facts.to_row(),
+            }
+        )
+        for v in found:
+            self.bad.append({"key": row["key"], **v.__dict__})
+            self.stats[f"rule:{v.rule}"] += 1
+        self.stats[source] += 1
+        self.stats["accepted"] += accepted
+        if source == "probed":
+            self.stats["bytes_read"] += facts.bytes_read
+            self.stats["requests"] += facts.requests
+            self.stats["unreadable"] += facts.error is not None
+        if len(self.rows) >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.probes.write_table(pa.Table.from_pylist(self.rows, schema=PROBES_SCHEMA))
+            self.rows = []
+        if self.bad:
+            self.violations.write_table(pa.Table.from_pylist(self.bad, schema=VIOLATIONS_SCHEMA))
+            self.bad = []
+
+
+@asset(
+    partitions_def=connections_partitions,
+    deps=[object_listing],
+    group_name="sync",
+    kinds={"parquet"},
+    description="Facts and rule verdicts for every current object; only new and changed objects are read.",
+)
+def media_probes(
+    context: AssetExecutionContext, config: ProbeConfig, catalog: CatalogResource, home: SyncHome
+) -> MaterializeResult:
+    name = context.partition_key
+    conn = catalog.connection(name)
+    profile = get_profile(conn.profile)
+    bucket = open_bucket(conn)
+    concurrency = config.concurrency or probe_concurrency(conn)
+    changes, previous = home.snapshot(name, "changes"), home.snapshot(name, "probes")
+
+    con = _plan(changes, previous, config.full)
+    planned = dict(con.execute("SELECT action, count(*) FROM plan GROUP BY action").fetchall())
+    to_probe = int(planned.get("probe", 0))
+    context.log.info(
+        f"'{name}': probing {to_probe} objects ({concurrency} at a time); reusing facts for "
+        f"{planned.get('carried', 0)} unchanged and {planned.get('moved', 0)} moved objects"
+    )
+    fact_cols = ", ".join(f"p.{c}" for c in FACT_COLUMNS)
+    with (
+        atomic_path(home.snapshot(name, "probes")) as probes_tmp,
+        atomic_path(home.snapshot(name, "violations")) as violations_tmp,
+    ):
+        with (
+            pq.ParquetWriter(probes_tmp, PROBES_SCHEMA) as probes_out,
+            pq.ParquetWriter(violations_tmp, VIOLATIONS_SCHEMA) as violations_out,
+        ):
+            out = _Writer(probes_out, violations_out, profile)
+            if planned.get("carried", 0) or planned.get("moved", 0):
+                reused = (
+                    f"SELECT plan.key, plan.size, plan.etag, plan.last_modified, plan.action, p.probed_at, {fact_cols} "
+                    "FROM plan JOIN p ON p.key = plan.facts_key WHERE plan.action <> 'probe' ORDER BY plan.key"
+                )
+                for row in _batches(con, reused):
+                    facts = MediaFacts.from_row(row)
+                    out.add(row, facts, row["action"], row["probed_at"])
+            rows = _batches(con, "SELECT key, size, etag, last_modified FROM plan WHERE action = 'probe' ORDER BY key")
+            with Progress(context.log, f"probing '{name}'", to_probe) as progress:
+                for row, facts in probe_all(bucket, rows, concurrency):
+                    out.add(row, facts, "probed", datetime.now(UTC))
+                    progress.advance()
+            out.flush()
+    con.close()
+
+    stats = out.stats
+    rule_counts = {rule: stats.get(f"rule:{rule}", 0) for rule in ALL_RULES}
+    state_path = home.snapshot(name, "state")
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    bytes_stored = int(state.get("bytes", 0))
+    read = stats.get("bytes_read", 0)
+    summary = (
+        f"Probed **{stats.get('probed', 0)}** objects ({read:,} bytes read in {stats.get('requests', 0)} requests), "
+        f"reused facts for {stats.get('carried', 0)} unchanged and {stats.get('moved', 0)} moved. "
+        f"**{stats.get('accepted', 0)}** accepted under profile `{profile.name}`; "
+        + ", ".join(f"{r}: {n}" for r, n in rule_counts.items() if n)
+    )
+    return MaterializeResult(
+        metadata={
+            "probed": MetadataValue.int(stats.get("probed", 0)),
+            "carried": MetadataValue.int(stats.get("carried", 0)),
+            "moved": MetadataValue.int(stats.get("moved", 0)),
+            "accepted": MetadataValue.int(stats.get("accepted", 0)),
+            "unreadable": MetadataValue.int(stats.get("unreadable", 0)),
+            "bytes_read": MetadataValue.int(read),
+            "requests": MetadataValue.int(stats.get("requests", 0)),
+            "bytes_read_per_probe": MetadataValue.float(read / stats["probed"] if stats.get("probed") else 0.0),
+            "bytes_stored": MetadataValue.int(bytes_stored),
+            "violations_by_rule": MetadataValue.json(rule_counts),
+            "profile": MetadataValue.text(profile.name),
+            "summary": MetadataValue.md(summary),
+        }
+    )

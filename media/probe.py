@@ -1,0 +1,184 @@
+"""Probe one object into MediaFacts: sniff the content, dispatch to a format prober, never raise.
+
+The content decides the format, never the key's extension: a bucket is full of misnamed files, and the rules
+layer is where a mismatch becomes a finding. Every failure, from a hostile header to a network error, ends up
+as a short human reason in `facts.error`, because one bad object must never stop a sync of millions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from PIL import BmpImagePlugin, GifImagePlugin, Image, ImageFile, PngImagePlugin, TiffImagePlugin
+
+from media import mp4, webp
+from media.errors import ProbeError
+from media.exif import ORIENTATION_TAG, displayed_size, orientation_from_exif
+from media.facts import MediaFacts
+from media.jpeg import probe_jpeg
+from media.ranges import RangeFile, RangeReader, RangeReadError
+
+READ_FAILED = "read failed: "
+"""Prefix of `facts.error` when the bytes could not be fetched: a transient condition, not a verdict on the
+file.
+"""
+
+_BMP_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_PILLOW_PLUGINS: dict[str, type[ImageFile.ImageFile]] = {
+    "png": PngImagePlugin.PngImageFile,
+    "tiff": TiffImagePlugin.TiffImageFile,
+    "bmp": BmpImagePlugin.BmpImageFile,
+    "gif": GifImagePlugin.GifImageFile,
+}
+_TRUNCATED = {
+    "png": "truncated PNG: no image data (IDAT) before end of file",
+    "tiff": "truncated TIFF: image directory runs past the end of the file",
+    "bmp": "truncated BMP: header runs past the end of the file",
+    "gif": "truncated GIF: no image descriptor before end of file",
+}
+
+
+def sniff(head: bytes) -> str | None:
+    """The container format named by the magic bytes, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(_PNG_SIGNATURE):
+        return "png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if webp.sniff(head):
+        return "webp"
+    if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+        return "tiff"
+    if head.startswith(b"BM") and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
+        return "bmp"
+    if mp4.sniff(head):
+        return "isobmff"
+    return None
+
+
+def probe(reader: RangeReader, *, extension: str | None = None) -> MediaFacts:
+    """Facts about the object behind `reader`; never raises.
+
+    `extension` is accepted so callers can pass what they know, but it never changes the facts: the format
+    comes from the content and the rules compare the two.
+    """
+    del extension
+    facts = MediaFacts()
+    try:
+        _probe(reader, facts)
+    except RangeReadError as exc:
+        facts.error = f"{READ_FAILED}{exc}"
+    except ProbeError as exc:
+        facts.error = str(exc)
+    except Exception as exc:  # a parser bug or an exotic failure must still become a fact, not a crashed sync
+        facts.error = f"could not parse {facts.format or 'object'}: {type(exc).__name__}: {exc}"[:300]
+    facts.bytes_read = reader.bytes_read
+    facts.requests = reader.requests
+    return facts
+
+
+def _probe(reader: RangeReader, facts: MediaFacts) -> None:
+    if reader.size == 0:
+        raise ProbeError("empty object (0 bytes)")
+    head = reader.head_bytes()
+    facts.head_sha256 = hashlib.sha256(head).hexdigest()
+    fmt = sniff(head)
+    if fmt is None:
+        raise ProbeError(f"not a recognised image or video (starts with {head[:8]!r})")
+    _PROBERS[fmt](reader, facts)
+
+
+def _probe_with_pillow(reader: RangeReader, facts: MediaFacts, fmt: str) -> None:
+    """Header-only parse through Pillow's lazy open: the plugins read metadata and stop before pixel data."""
+    facts.kind, facts.format = "image", fmt
+    if fmt == "bmp":
+        _check_bmp_size(reader)
+    fp = reader.file()
+    try:
+        # The plugin class is used directly instead of Image.open: the same lazy parse, without the global
+        # decompression-bomb exception, so the declared size is kept when the size check below rejects it.
+        im = _PILLOW_PLUGINS[fmt](fp)
+    except ProbeError:
+        raise
+    except Exception as exc:
+        raise _pillow_failure(fmt, fp, exc) from exc
+    width, height = im.size
+    if fmt == "tiff":
+        # Pillow reports a TIFF's size already transposed by its orientation; the facts keep the stored size.
+        width, height = im.tag_v2[256], im.tag_v2[257]  # type: ignore[attr-defined]  # ImageWidth, ImageLength
+    orientation = _pillow_orientation(im, fmt)
+    facts.width, facts.height, facts.mode, facts.orientation = width, height, im.mode, orientation
+    facts.display_width, facts.display_height = displayed_size(width, height, orientation)
+    _check_pixel_limit(width, height)
+    if fmt == "png":
+        _check_png_end(reader)
+
+
+def _pillow_failure(fmt: str, fp: RangeFile, exc: Exception) -> ProbeError:
+    cause = exc.__cause__ if isinstance(exc, SyntaxError) and exc.__cause__ else exc
+    if isinstance(cause, RangeReadError | ProbeError):
+        return cause if isinstance(cause, ProbeError) else ProbeError(f"{READ_FAILED}{cause}")
+    if fp.hit_eof:
+        return ProbeError(_TRUNCATED[fmt])
+    return ProbeError(f"malformed {fmt.upper()}: {exc}")
+
+
+def _pillow_orientation(im: ImageFile.ImageFile, fmt: str) -> int | None:
+    # Never im.getexif(): for PNG it loads the pixels when the EXIF chunk is not in the header.
+    if fmt == "tiff":
+        value = im.tag_v2.get(ORIENTATION_TAG)  # type: ignore[attr-defined]
+        if isinstance(value, tuple):
+            value = value[0] if value else None
+        return value if isinstance(value, int) else None
+    raw = im.info.get("exif")
+    return orientation_from_exif(raw) if isinstance(raw, bytes) else None
+
+
+def _check_pixel_limit(width: int, height: int) -> None:
+    """Reject what Pillow would refuse to decode, so such files count as unreadable, as they are for CVAT."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > 2 * limit:
+        raise ProbeError(
+            f"image declares {width} x {height} pixels, "
+            f"over the decompression-bomb limit ({2 * limit} pixels)"
+        )
+
+
+def _check_png_end(reader: RangeReader) -> None:
+    tail = reader.read_at(max(0, reader.size - 32), 32, exact=True)
+    if _PNG_IEND not in tail:
+        raise ProbeError("truncated PNG: no IEND chunk at the end of the file")
+
+
+def _check_bmp_size(reader: RangeReader) -> None:
+    declared = int.from_bytes(reader.read_at(2, 4), "little")
+    if declared > reader.size:
+        raise ProbeError(f"truncated BMP: header declares {declared} bytes, the object has {reader.size}")
+
+
+def _probe_jpeg(reader: RangeReader, facts: MediaFacts) -> None:
+    probe_jpeg(reader, facts)
+    if facts.width and facts.height:
+        _check_pixel_limit(facts.width, facts.height)
+
+
+def _probe_webp(reader: RangeReader, facts: MediaFacts) -> None:
+    webp.probe_webp(reader, facts)
+    if facts.width and facts.height:
+        _check_pixel_limit(facts.width, facts.height)
+
+
+def _pillow_prober(fmt: str) -> Callable[[RangeReader, MediaFacts], None]:
+    return lambda reader, facts: _probe_with_pillow(reader, facts, fmt)
+
+
+_PROBERS: dict[str, Callable[[RangeReader, MediaFacts], None]] = {
+    "jpeg": _probe_jpeg,
+    "webp": _probe_webp,
+    "isobmff": mp4.probe_mp4,
+    **{fmt: _pillow_prober(fmt) for fmt in _PILLOW_PLUGINS},
+}

@@ -1,0 +1,234 @@
+"""A lazy, caching reader over an object that can only be fetched by byte range.
+
+Probing must answer "what is this file" from the fewest bytes and the fewest round trips, because a bucket
+holds millions of objects and every request costs latency and money. The policy (DESIGN.md, "Providers and the
+data plane"): the first request reads the head, a second one grows the window when a header runs on (so a
+camera JPEG with a big EXIF block costs at most two requests), and anything further (a TIFF IFD, an MP4 moov
+box at the end) is fetched in aligned blocks where it is needed. A hard byte budget makes sure a hostile file
+can never make us download a whole large object.
+"""
+
+from __future__ import annotations
+
+import io
+from bisect import bisect_right
+from collections.abc import Callable
+
+from media.errors import ProbeError
+
+Fetch = Callable[[int, int], bytes]
+
+
+class ProbeBudgetExceeded(ProbeError):
+    """Reading on would pass the reader's byte budget; raised instead of downloading a large object."""
+
+
+class RangeReadError(Exception):
+    """The underlying fetch failed or returned the wrong number of bytes.
+
+    Kept distinct from format errors so a caller can tell "the network failed" from "the file is broken".
+    """
+
+
+class RangeReader:
+    """Serve `read_at(offset, length)` from as few ranged fetches as the policy allows, caching what was
+    fetched.
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        size: int,
+        *,
+        head: int = 16 * 1024,
+        grow_to: int = 64 * 1024,
+        block: int = 64 * 1024,
+        max_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        if head <= 0 or block <= 0 or grow_to < head:
+            raise ValueError("need head > 0, block > 0 and grow_to >= head")
+        self._fetch = fetch
+        self._size = size
+        self._head = min(size, head)
+        self._grow_to = min(size, grow_to)
+        self._block = block
+        self._max_bytes = max_bytes
+        self._head_done = False
+        self._grow_done = False
+        # Disjoint, sorted cached segments: parallel lists of starts and their bytes.
+        self._starts: list[int] = []
+        self._chunks: list[bytes] = []
+        self.bytes_read = 0
+        self.requests = 0
+
+    @classmethod
+    def from_bytes(cls, data: bytes, **policy: int) -> RangeReader:
+        """Serve an in-memory object through the same policy, so tests and benchmarks measure real costs."""
+        view = memoryview(data)
+        return cls(lambda start, end: bytes(view[start:end]), len(data), **policy)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def head_bytes(self) -> bytes:
+        """The first min(size, head) bytes, fetched by the first request."""
+        return self.read_at(0, self._head)
+
+    def read_at(self, offset: int, length: int, *, exact: bool = False) -> bytes:
+        """Bytes [offset, offset + length) clipped to the object's size.
+
+        `exact=True` fetches exactly the missing bytes instead of whole aligned blocks: for a tiny probe far
+        from everything else (the last bytes of a JPEG) a 64 KiB block would be waste.
+        """
+        if offset < 0 or length < 0:
+            raise ValueError(f"negative offset or length: {offset}, {length}")
+        start = min(offset, self._size)
+        end = min(offset + length, self._size)
+        if start >= end:
+            return b""
+        self._ensure(start, end, exact=exact)
+        return self._slice(start, end)
+
+    def file(self) -> RangeFile:
+        """A seekable file object over the object, for parsers (Pillow) that want one."""
+        return RangeFile(self)
+
+    # -- policy ------------------------------------------------------------------------------------------
+
+    def _ensure(self, start: int, end: int, *, exact: bool) -> None:
+        if not self._head_done:
+            self._head_done = True
+            self._fill(0, self._head)
+        if not self._grow_done and end > self._head and start < self._grow_to:
+            self._grow_done = True
+            self._fill(self._head, self._grow_to)
+        if exact:
+            self._fill(start, end)
+        else:
+            aligned_start = start - start % self._block
+            aligned_end = min(self._size, -(-end // self._block) * self._block)
+            self._fill(aligned_start, aligned_end, need=(start, end))
+
+    def _fill(self, start: int, end: int, need: tuple[int, int] | None = None) -> None:
+        """Fetch every gap of [start, end) not yet cached, one request per contiguous gap.
+
+        With `need`, nothing is fetched when [need) is already cached: blocks are only a rounding of a real
+        miss.
+        """
+        if need is not None and not self._missing(*need):
+            return
+        for gap_start, gap_end in self._missing(start, end):
+            self._request(gap_start, gap_end)
+
+    def _missing(self, start: int, end: int) -> list[tuple[int, int]]:
+        gaps: list[tuple[int, int]] = []
+        pos = start
+        i = max(0, bisect_right(self._starts, start) - 1)
+        while pos < end and i < len(self._starts):
+            seg_start = self._starts[i]
+            seg_end = seg_start + len(self._chunks[i])
+            if seg_end <= pos:
+                i += 1
+                continue
+            if seg_start > pos:
+                gaps.append((pos, min(seg_start, end)))
+            pos = max(pos, seg_end)
+            i += 1
+        if pos < end:
+            gaps.append((pos, end))
+        return gaps
+
+    def _request(self, start: int, end: int) -> None:
+        n = end - start
+        if self.bytes_read + n > self._max_bytes:
+            raise ProbeBudgetExceeded(
+                f"probe would read {self.bytes_read + n} bytes, over its budget of {self._max_bytes} bytes "
+                f"(needed bytes {start}-{end} of a {self._size}-byte object)"
+            )
+        try:
+            data = self._fetch(start, end)
+        except Exception as exc:
+            raise RangeReadError(f"read failed for bytes {start}-{end}: {type(exc).__name__}: {exc}") from exc
+        self.requests += 1
+        if len(data) != n:
+            raise RangeReadError(f"read of bytes {start}-{end} returned {len(data)} bytes instead of {n}")
+        self.bytes_read += n
+        self._insert(start, bytes(data))
+
+    def _insert(self, start: int, data: bytes) -> None:
+        i = bisect_right(self._starts, start)
+        self._starts.insert(i, start)
+        self._chunks.insert(i, data)
+
+    def _slice(self, start: int, end: int) -> bytes:
+        i = bisect_right(self._starts, start) - 1
+        seg_start = self._starts[i]
+        chunk = self._chunks[i]
+        if end <= seg_start + len(chunk):
+            return chunk[start - seg_start : end - seg_start]
+        parts: list[bytes] = []
+        pos = start
+        while pos < end:
+            seg_start = self._starts[i]
+            chunk = self._chunks[i]
+            parts.append(chunk[pos - seg_start : min(end, seg_start + len(chunk)) - seg_start])
+            pos = seg_start + len(chunk)
+            i += 1
+        return b"".join(parts)
+
+
+class RangeFile(io.RawIOBase):
+    """A read-only, seekable file over a RangeReader.
+
+    `hit_eof` records whether a parser tried to read past the end, which is how the prober tells "truncated"
+    from "malformed" when a library only raises a generic error.
+    """
+
+    def __init__(self, reader: RangeReader) -> None:
+        super().__init__()
+        self._reader = reader
+        self._pos = 0
+        self.hit_eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._reader.size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise OSError(f"negative seek position {pos}")
+        self._pos = pos
+        return pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = max(0, self._reader.size - self._pos)
+        data = self._reader.read_at(self._pos, size) if size else b""
+        if len(data) < size:
+            self.hit_eof = True
+        self._pos += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

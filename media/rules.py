@@ -1,0 +1,234 @@
+"""Rule profiles: which facts make an object unfit for a target tool, and the command that fixes each finding.
+
+A rule is a small pure function of one object's facts (and the profile, for the formats it accepts), so the
+same verdicts come out of a sync, a test and a notebook. An object that cannot be read gets only the
+"readable" finding: judging the brand or orientation of a file nobody can decode would be noise.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from media.facts import MediaFacts
+
+WARN = "WARN"
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    severity: str
+    message: str
+    remediation: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named list of rules plus what its target tool accepts.
+
+    `manifest_displayed_size`: the manifest records the size a viewer shows (EXIF orientation applied), for
+    tools that honour the orientation tag; otherwise the stored size.
+    """
+
+    name: str
+    rules: tuple[str, ...]
+    image_formats: frozenset[str]
+    video_formats: frozenset[str]
+    manifest_displayed_size: bool
+    description: str = ""
+
+
+Rule = Callable[[MediaFacts, str, Profile], list[Violation]]
+
+# What an extension promises, for the mismatch check. MP4 and QuickTime share one container family and tools
+# open either under both names, so a .mov holding an "isom" file is not called misnamed.
+_EXTENSION_FORMATS: dict[str, str] = {
+    "jpg": "jpeg",
+    "jpeg": "jpeg",
+    "jpe": "jpeg",
+    "jfif": "jpeg",
+    "png": "png",
+    "webp": "webp",
+    "tif": "tiff",
+    "tiff": "tiff",
+    "bmp": "bmp",
+    "dib": "bmp",
+    "gif": "gif",
+    "heic": "heic",
+    "heif": "heic",
+    "avif": "avif",
+    "mp4": "isobmff",
+    "m4v": "isobmff",
+    "mov": "isobmff",
+    "qt": "isobmff",
+}
+_FAMILY = {"mp4": "isobmff", "mov": "isobmff"}
+_CANONICAL_EXTENSION = {"jpeg": "jpg", "tiff": "tif", "heic": "heic", "avif": "avif"}
+
+_ORIENTATION_NAMES = {
+    2: "mirrored horizontally",
+    3: "rotated 180°",
+    4: "mirrored vertically",
+    5: "mirrored horizontally and rotated 270° CW",
+    6: "rotated 90° CW",
+    7: "mirrored horizontally and rotated 90° CW",
+    8: "rotated 270° CW",
+}
+
+
+def _file_name(key: str) -> str:
+    return PurePosixPath(key).name or key
+
+
+def _ffmpeg_fix(key: str) -> str:
+    name = _file_name(key)
+    fixed = f"{PurePosixPath(name).stem}-fixed.mp4"
+    return f"ffmpeg -i {shlex.quote(name)} -c:v libx264 -pix_fmt yuv420p -brand mp42 {shlex.quote(fixed)}"
+
+
+def _violation(rule: str, message: str, remediation: str) -> list[Violation]:
+    return [Violation(rule=rule, severity=WARN, message=message, remediation=remediation)]
+
+
+def readable(facts: MediaFacts, key: str, profile: Profile) -> list[Violation]:
+    if facts.error is None:
+        return []
+    return _violation(
+        "readable",
+        f"cannot be read: {facts.error}",
+        "re-export or re-upload the file; it cannot be decoded as it is",
+    )
+
+
+def supported_format(facts: MediaFacts, key: str, profile: Profile) -> list[Violation]:
+    if facts.error is not None:
+        return []
+    name = _file_name(key)
+    quoted = shlex.quote(name)
+    if facts.kind == "other" or facts.format is None:
+        return _violation(
+            "supported_format",
+            f"not an image or video that {profile.name} accepts",
+            f"remove {quoted} from the bucket or exclude it from the connection",
+        )
+    accepted = profile.image_formats if facts.kind == "image" else profile.video_formats
+    problems: list[str] = []
+    fixes: list[str] = []
+    if facts.format not in accepted:
+        problems.append(
+            f"{facts.kind} format {facts.format} is not accepted by {profile.name} "
+            f"(accepted: {', '.join(sorted(accepted))})"
+        )
+        if facts.kind == "image":
+            fixes.append(f"mogrify -format jpg {quoted}")
+        else:
+            fixes.append(_ffmpeg_fix(key))
+    suffix = PurePosixPath(name).suffix.lower().lstrip(".")
+    promised = _EXTENSION_FORMATS.get(suffix)
+    if promised is not None and promised != _FAMILY.get(facts.format, facts.format):
+        problems.append(f"the name ends in .{suffix} but the content is {facts.format}")
+        if facts.format in accepted:
+            right = _CANONICAL_EXTENSION.get(facts.format, facts.format)
+            renamed = f"{PurePosixPath(name).stem}.{right}"
+            fixes.append(f"mv {quoted} {shlex.quote(renamed)}")
+    if not problems:
+        return []
+    return _violation("supported_format", "; ".join(problems), "; then ".join(fixes) or "re-export the file")
+
+
+def exif_orientation(facts: MediaFacts, key: str, profile: Profile) -> list[Violation]:
+    if facts.error is not None or facts.kind != "image" or facts.orientation in (None, 0, 1):
+        return []
+    value = facts.orientation
+    meaning = _ORIENTATION_NAMES.get(value, "not a valid value")
+    quoted = shlex.quote(_file_name(key))
+    return _violation(
+        "exif_orientation",
+        f"EXIF orientation {value} ({meaning}); Vi rejects images whose orientation is not 1",
+        f"mogrify -auto-orient {quoted} (rotates the pixels so the image looks the same and resets the tag); "
+        f"or exiftool -Orientation= -overwrite_original {quoted} "
+        "(drops the tag: the image then shows as stored)",
+    )
+
+
+def mp4_brand(facts: MediaFacts, key: str, profile: Profile) -> list[Violation]:
+    if (
+        facts.error is not None
+        or facts.kind != "video"
+        or facts.format != "mp4"
+        or facts.major_brand == "mp42"
+    ):
+        return []
+    return _violation(
+        "mp4_brand",
+        f"MP4 major brand is {facts.major_brand!r}; Vi requires 'mp42'",
+        _ffmpeg_fix(key),
+    )
+
+
+def mp4_pixel_format(facts: MediaFacts, key: str, profile: Profile) -> list[Violation]:
+    if facts.error is not None or facts.kind != "video" or facts.pix_fmt == "yuv420p":
+        return []
+    if facts.pix_fmt is None:
+        message = f"pixel format of codec {facts.codec!r} could not be determined; Vi requires yuv420p"
+    else:
+        message = f"pixel format is {facts.pix_fmt}; Vi requires yuv420p"
+    return _violation("mp4_pixel_format", message, _ffmpeg_fix(key))
+
+
+RULES: dict[str, Rule] = {
+    "readable": readable,
+    "supported_format": supported_format,
+    "exif_orientation": exif_orientation,
+    "mp4_brand": mp4_brand,
+    "mp4_pixel_format": mp4_pixel_format,
+}
+ALL_RULES: tuple[str, ...] = tuple(RULES)
+
+PROFILES: dict[str, Profile] = {
+    "strict": Profile(
+        name="strict",
+        rules=ALL_RULES,
+        image_formats=frozenset({"jpeg", "png", "webp", "bmp", "tiff"}),
+        video_formats=frozenset({"mp4"}),
+        manifest_displayed_size=False,
+        description="Datature Vi's asset requirements: orientation 1, MP4 brand mp42 with yuv420p",
+    ),
+    "cvat": Profile(
+        name="cvat",
+        rules=("readable", "supported_format"),
+        image_formats=frozenset({"jpeg", "png", "webp", "bmp", "tiff", "gif"}),
+        video_formats=frozenset({"mp4", "mov"}),
+        manifest_displayed_size=True,
+        description="CVAT: EXIF-rotated images accepted (the manifest records the displayed size), "
+        "any decodable video",
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown rule profile {name!r}; known profiles: {', '.join(sorted(PROFILES))}"
+        ) from None
+
+
+def judge(facts: MediaFacts, key: str, profile: Profile | str) -> list[Violation]:
+    """Every violation of the profile's rules, in the profile's rule order."""
+    chosen = get_profile(profile) if isinstance(profile, str) else profile
+    return [v for name in chosen.rules for v in RULES[name](facts, key, chosen)]
+
+
+def manifest_size(facts: MediaFacts, profile: Profile | str) -> tuple[int, int]:
+    """(width, height) for the manifest: displayed size where the profile's tool honours EXIF orientation."""
+    chosen = get_profile(profile) if isinstance(profile, str) else profile
+    if chosen.manifest_displayed_size and facts.display_width and facts.display_height:
+        return facts.display_width, facts.display_height
+    if facts.width and facts.height:
+        return facts.width, facts.height
+    raise ValueError("the facts hold no size: the object was not read as an image or video")

@@ -1,0 +1,1 @@
+"""Definitions, jobs, sensors, schedules and the `bucket-sync` command line."""

@@ -1,0 +1,219 @@
+"""`bucket-sync`: the terminal face of the code location, for people, scripts and CI.
+
+`sync` runs the very job the UI launches, in process, against the same Dagster instance, so a sync started here shows
+up in the UI with its logs, metadata and check results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from resources.bucket import ConnectionMisconfigured, ConnectionStatus, ConnectionTest
+from resources.catalog import CatalogError, CatalogResource, Connection
+from resources.index import MediaIndex
+from resources.providers import open_bucket
+from resources.secrets import scrub
+from resources.storage import SyncHome
+
+app = typer.Typer(
+    help="Sync cloud buckets of images and videos into a DuckDB index, a CVAT manifest and Dagster assets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_BLOCKED = 3
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {scrub(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _connection(name: str) -> Connection:
+    try:
+        return CatalogResource().connection(name)
+    except CatalogError as exc:
+        _fail(str(exc))
+        raise
+
+
+def run_sync(name: str, *, full: bool = False, allow_collapse: bool = False, quiet: bool = False) -> bool:
+    """Run the sync job for one connection in this process; returns False when listing_collapse blocked it."""
+    from dagster import DagsterEventType
+
+    from assets.partitions import connections_partitions
+    from pipelines.definitions import defs
+    from pipelines.instance import local_instance
+
+    instance = local_instance()
+    if not instance.has_dynamic_partition(connections_partitions.name, name):
+        instance.add_dynamic_partitions(connections_partitions.name, [name])
+    run_config: dict[str, Any] = {
+        "ops": {
+            "object_listing": {"config": {"allow_collapse": allow_collapse}},
+            "media_probes": {"config": {"full": full}},
+        },
+        "loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}},
+    }
+    os.environ.setdefault("BUCKET_SYNC_PROGRESS", "bar")
+    result = defs.resolve_job_def("sync_connection").execute_in_process(
+        partition_key=name, instance=instance, run_config=run_config, raise_on_error=False
+    )
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if evaluation.check_name == "listing_collapse" and not evaluation.passed:
+                err.print(f"[bold red]blocked:[/] {evaluation.description}", highlight=False)
+                return False
+    if not result.success:
+        failures = [
+            scrub(str(e.event_specific_data.error.message).strip())
+            for e in result.all_events
+            if e.event_type == DagsterEventType.STEP_FAILURE and e.event_specific_data.error
+        ]
+        _fail(f"sync of '{name}' failed (run {result.run_id}):\n" + "\n".join(failures))
+    return True
+
+
+def _print_summary(name: str) -> None:
+    from pipelines.summary import sync_summary
+
+    home = SyncHome()
+    state_path = home.snapshot(name, "state")
+    markers = json.loads(state_path.read_text()).get("folder_markers", 0) if state_path.exists() else 0
+    out.print(sync_summary(name, MediaIndex(), home, folder_markers=markers).render(), highlight=False)
+
+
+@app.command()
+def demo() -> None:
+    """Make the demo dataset if missing, sync the `demo` connection, and print a summary."""
+    from media.synth import write_demo_dataset
+
+    conn = _connection("demo")
+    root = Path(conn.root or "")
+    root = root if root.is_absolute() else Path(conn.base_dir) / root
+    if not root.exists() or not any(root.iterdir()):
+        written = write_demo_dataset(root)
+        out.print(f"wrote the demo dataset: {len(written)} objects in {root}")
+    if run_sync("demo", full=False, quiet=True):
+        _print_summary("demo")
+        out.print("Open the Dagster UI on the same instance with: make ui")
+
+
+@app.command()
+def sync(
+    name: str,
+    full: Annotated[bool, typer.Option("--full", help="Re-probe every object, ignoring cached facts.")] = False,
+    allow_collapse: Annotated[
+        bool, typer.Option("--allow-collapse", help="Accept a listing that lost more than half of the last one.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and the summary.")] = False,
+) -> None:
+    """Sync one connection: list, probe what changed, judge, write the manifest and the index."""
+    _connection(name)
+    if not run_sync(name, full=full, allow_collapse=allow_collapse, quiet=quiet):
+        raise typer.Exit(EXIT_BLOCKED)
+    _print_summary(name)
+
+
+@app.command()
+def preview(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """What a sync would see: count, bytes, extensions and sample keys, from the listing alone."""
+    from assets.listing import preview as preview_listing
+
+    conn = _connection(name)
+    try:
+        seen = preview_listing(open_bucket(conn), conn)
+    except ConnectionMisconfigured as exc:
+        _fail(str(exc))
+    report = {
+        "connection": name,
+        "objects": seen.get("listed", 0),
+        "bytes": seen.get("bytes", 0),
+        "extensions": seen.get("extensions", {}),
+        "sample_keys": seen.get("samples", []),
+        "folder_markers": seen.get("folder_markers", 0),
+        "filtered_out": seen.get("filtered_out", 0),
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    out.print(f"[bold]{name}[/]: {report['objects']} objects, {report['bytes']:,} bytes", highlight=False)
+    out.print("by extension: " + ", ".join(f"{e} {n}" for e, n in report["extensions"].items()), highlight=False)
+    for key in report["sample_keys"]:
+        out.print(f"  {key}", highlight=False, markup=False)
+
+
+@app.command("test")
+def test_connection(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Test a connection: prints one status (AVAILABLE, NOT_FOUND, FORBIDDEN, UNREACHABLE, MISCONFIGURED)."""
+    conn = _connection(name)
+    try:
+        outcome = open_bucket(conn).test()
+    except ConnectionMisconfigured as exc:
+        outcome = ConnectionTest(
+            name, conn.provider, ConnectionStatus.MISCONFIGURED, str(exc), "set the variable, then test again"
+        )
+    if as_json:
+        payload = {**outcome.__dict__, "status": outcome.status.value}
+        sys.stdout.write(scrub(json.dumps(payload, indent=2)) + "\n")
+    else:
+        colour = "green" if outcome.ok else "red"
+        out.print(f"[bold {colour}]{outcome.status.value}[/] {name} ({outcome.provider})", highlight=False)
+        out.print(f"  {scrub(outcome.detail)}", highlight=False, markup=False)
+        if outcome.remedy:
+            out.print(f"  what to do: {scrub(outcome.remedy)}", highlight=False, markup=False)
+    raise typer.Exit(0 if outcome.ok else 1)
+
+
+@app.command()
+def status() -> None:
+    """Every indexed connection with its last sync, object counts and violations."""
+    from pipelines.summary import status_rows
+
+    rows = status_rows(MediaIndex())
+    if not rows:
+        out.print("nothing indexed yet: run `bucket-sync sync NAME` (or `bucket-sync demo`)")
+        return
+    table = Table("connection", "provider", "location", "profile", "last sync", "objects", "deleted", "accepted",
+                  "violations")
+    for r in rows:
+        name = r["name"] + (" (detached)" if r["detached"] else "")
+        last = r["last_synced"].strftime("%Y-%m-%d %H:%M:%S") if r["last_synced"] else "never"
+        table.add_row(name, r["provider"], r["location"], r["profile"], last, str(r["objects"]), str(r["deleted"]),
+                      str(r["accepted"]), str(r["violations"]))
+    out.print(table)
+
+
+@app.command()
+def query(sql: str) -> None:
+    """Run a read-only SQL query against the index and print the result."""
+    index = MediaIndex()
+    if not Path(index.path).exists():
+        _fail(f"no index at {index.path} yet: run a sync first")
+    import duckdb
+
+    with index.connect(read_only=True) as con:
+        try:
+            out.print(str(con.sql(sql)), highlight=False, markup=False)
+        except duckdb.Error as exc:
+            _fail(f"query failed: {exc}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The code location: every asset, check, job, sensor and resource, assembled in one place."""
+
+from dagster import Definitions
+
+from assets.index import media_index
+from assets.listing import object_listing
+from assets.manifest import cvat_manifest
+from assets.probes import media_probes
+from checks.listing_collapse import listing_collapse
+from checks.media_rules import rule_checks
+from pipelines.jobs import sync_job
+from pipelines.sensors import connection_registry
+from resources.catalog import CatalogResource
+from resources.index import MediaIndex
+from resources.storage import SyncHome
+
+defs = Definitions(
+    assets=[object_listing, media_probes, cvat_manifest, media_index],
+    asset_checks=[listing_collapse, *rule_checks],
+    jobs=[sync_job],
+    sensors=[connection_registry],
+    resources={"catalog": CatalogResource(), "home": SyncHome(), "index": MediaIndex()},
+)

@@ -1,0 +1,40 @@
+"""The local Dagster instance that `make demo`, `make ui` and the CLI share: `DAGSTER_HOME`, default `./.dagster/`.
+
+Sharing it is what lets a person open the UI after `make demo` and find the demo's run, partition and check results.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+# Pools cap concurrent steps across runs: every DuckDB index writer shares `duckdb_index`, one at a time.
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def ensure_dagster_home() -> Path:
+    """Point DAGSTER_HOME at ./.dagster unless it is set, and give a new home our instance settings."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve()))).resolve()
+    os.environ["DAGSTER_HOME"] = str(home)
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    return home
+
+
+def local_instance() -> DagsterInstance:
+    ensure_dagster_home()
+    return DagsterInstance.get()
+
+
+if __name__ == "__main__":
+    print(ensure_dagster_home())

@@ -1,0 +1,93 @@
+"""What a person reads after a sync, and in `bucket-sync status`: straight from the index, the source of truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from resources.index import MediaIndex
+from resources.storage import SyncHome
+
+EXAMPLE_QUERY = (
+    "SELECT rule, key, message FROM violations WHERE connection = '{name}' ORDER BY rule, key"
+)
+
+
+@dataclass(frozen=True)
+class SyncSummary:
+    connection: str
+    last_sync: dict[str, Any]
+    violations_by_rule: dict[str, int]
+    folder_markers: int
+    manifest: Path
+    manifest_images: int
+    index: Path
+
+    def render(self) -> str:
+        s = self.last_sync
+        stored, read = s["bytes_stored"], s["bytes_read"]
+        share = f"{100.0 * read / stored:.2f}%" if stored else "n/a"
+        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(self.violations_by_rule.items())) or "none"
+        seconds = (s["finished_at"] - s["started_at"]).total_seconds()
+        return "\n".join(
+            [
+                f"Synced '{self.connection}' in {seconds:.1f}s",
+                f"  objects listed : {s['listed']}  ({s['new']} new, {s['changed']} changed, {s['unchanged']} "
+                f"unchanged, {s['deleted']} deleted, {s['moved']} moved; {self.folder_markers} folder markers "
+                "skipped)",
+                f"  probed         : {s['probed']} read, {s['carried']} facts reused",
+                f"  accepted       : {s['accepted']} of {s['listed']}",
+                f"  violations     : {rules}",
+                f"  bytes read     : {read:,} of {stored:,} stored ({share}) in {s['requests']} requests",
+                f"  manifest       : {self.manifest}  ({self.manifest_images} images)",
+                f"  index          : {self.index}",
+                "  try            : bucket-sync query \"" + EXAMPLE_QUERY.format(name=self.connection) + '"',
+            ]
+        )
+
+
+def sync_summary(connection: str, index: MediaIndex, home: SyncHome, folder_markers: int = 0) -> SyncSummary:
+    with index.connect(read_only=True) as con:
+        cursor = con.execute(
+            "SELECT * FROM syncs WHERE connection = $c ORDER BY finished_at DESC LIMIT 1", {"c": connection}
+        )
+        columns = [d[0] for d in cursor.description]
+        row = cursor.fetchone()
+        if row is None:
+            raise LookupError(f"connection '{connection}' has not completed a sync yet")
+        rules = dict(
+            con.execute(
+                "SELECT rule, count(*) FROM violations WHERE connection = $c GROUP BY rule", {"c": connection}
+            ).fetchall()
+        )
+    manifest = home.manifest_path(connection)
+    images = max(0, sum(1 for _ in manifest.open(encoding="utf-8")) - 2) if manifest.exists() else 0
+    return SyncSummary(
+        connection=connection,
+        last_sync=dict(zip(columns, row, strict=True)),
+        violations_by_rule={k: int(v) for k, v in rules.items()},
+        folder_markers=folder_markers,
+        manifest=manifest,
+        manifest_images=images,
+        index=Path(index.path).resolve(),
+    )
+
+
+STATUS_QUERY = """
+SELECT c.name, c.provider, c.location, c.profile, c.detached, c.last_synced,
+       (SELECT count(*) FROM objects o WHERE o.connection = c.name AND NOT o.deleted) AS objects,
+       (SELECT count(*) FROM objects o WHERE o.connection = c.name AND o.deleted) AS deleted,
+       (SELECT count(*) FROM objects o WHERE o.connection = c.name AND NOT o.deleted AND o.accepted) AS accepted,
+       (SELECT count(*) FROM violations v WHERE v.connection = c.name) AS violations
+FROM connections c ORDER BY c.name
+"""
+
+
+def status_rows(index: MediaIndex) -> list[dict[str, Any]]:
+    if not Path(index.path).exists():
+        return []
+    with index.connect(read_only=True) as con:
+        cursor = con.execute(STATUS_QUERY)
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,501 @@
+"""Azure Blob Storage as a bucket connection (one container of one storage account).
+
+Built on dagster-azure's `AzureBlobStorageResource` (`account_url` + `credential`), which serves
+azure-storage-blob for the control plane and for listing (exact keys, see resources/bucket.py); ranged reads
+go through obstore's AzureStore. dagster-azure's credential union covers key, SAS, default and anonymous;
+connection strings and service principals are resolved here into the same shape (a connection string becomes
+an account URL plus a key or SAS).
+
+SAS tokens travel in request URLs, so every text that leaves this module goes through `scrub`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
+
+import pyarrow as pa
+from dagster_azure.blob import (
+    AzureBlobStorageAnonymousCredential,
+    AzureBlobStorageDefaultCredential,
+    AzureBlobStorageKeyCredential,
+    AzureBlobStorageResource,
+    AzureBlobStorageSASTokenCredential,
+)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from resources.bucket import (
+    BucketError,
+    ConnectionMisconfigured,
+    ConnectionStatus,
+    ConnectionTest,
+    ObjectChanged,
+    ObjectGone,
+    batch_from_rows,
+    obstore_addressable,
+)
+from resources.catalog import Connection
+from resources.secrets import MissingSecret, remember, resolve_env, scrub
+
+#: Azurite's published development account (not a secret: it is in Microsoft's documentation).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+_ROLE_REMEDY = (
+    "assign the identity the 'Storage Blob Data Reader' role on the container (or the account), "
+    "or use a SAS with Read and List permissions (sp=rl)"
+)
+
+
+class AzureOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account: str = Field(description="storage account name")
+    endpoint: str | None = Field(
+        None, description="blob endpoint override, e.g. Azurite: http://127.0.0.1:10000/devstoreaccount1"
+    )
+    concurrency: int = Field(32, ge=1, le=256)
+
+
+class AzureAccountKeyAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["account_key"]
+    account_key_env: str
+
+
+class AzureSasAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["sas"]
+    sas_token_env: str
+
+
+class AzureConnectionStringAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["connection_string"]
+    connection_string_env: str
+
+
+class AzureServicePrincipalAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["service_principal"]
+    tenant_id: str
+    client_id: str
+    client_secret_env: str
+
+
+class AzureDefaultAuth(BaseModel):
+    """azure-identity's DefaultAzureCredential: environment, workload identity, managed identity, az login."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["default"] = "default"
+
+
+class AzureAnonymousAuth(BaseModel):
+    """Unsigned requests, for containers with public (blob or container) access."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["anonymous"]
+
+
+AzureAuth = Annotated[
+    AzureAccountKeyAuth
+    | AzureSasAuth
+    | AzureConnectionStringAuth
+    | AzureServicePrincipalAuth
+    | AzureDefaultAuth
+    | AzureAnonymousAuth,
+    Field(discriminator="mode"),
+]
+
+
+class AzureSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    options: AzureOptions
+    auth: AzureAuth = AzureDefaultAuth()
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _no_auth_means_default(cls, v: Any) -> Any:
+        """A catalog entry without `auth` (an empty mapping) uses the default credential chain."""
+        return {"mode": "default"} if v == {} else v
+
+
+def azure_account_name_problem(name: str | None) -> str | None:
+    """The storage account naming rule `name` breaks, if any."""
+    if not name:
+        return "an Azure connection needs `options.account`, the storage account name"
+    if not 3 <= len(name) <= 24:
+        return f"Azure storage account name '{name}' must be 3 to 24 characters long"
+    if not re.fullmatch(r"[a-z0-9]+", name):
+        return f"Azure storage account name '{name}' may only hold lowercase letters and digits"
+    return None
+
+
+def azure_container_name_problem(name: str | None) -> str | None:
+    """The container naming rule `name` breaks, if any. `$root` and `$web` are valid reserved names."""
+    if not name:
+        return "an Azure connection needs `bucket`, the container name"
+    if name in ("$root", "$web"):
+        return None
+    if not 3 <= len(name) <= 63:
+        return f"Azure container name '{name}' must be 3 to 63 characters long"
+    if not re.fullmatch(r"[a-z0-9-]+", name):
+        return f"Azure container name '{name}' may only hold lowercase letters, digits and '-'"
+    if not name[0].isalnum():
+        return f"Azure container name '{name}' must start with a letter or digit"
+    if name.endswith("-"):
+        return f"Azure container name '{name}' must not end with '-'"
+    if "--" in name:
+        return f"Azure container name '{name}' must not contain consecutive '-' characters"
+    return None
+
+
+def validate_azure(conn: Connection) -> str | None:
+    account = conn.options.get("account")
+    problem = azure_account_name_problem(account if isinstance(account, str) else None)
+    if problem:
+        return f"field 'options.account': {problem}"
+    problem = azure_container_name_problem(conn.bucket)
+    return problem and f"field 'bucket': {problem}"
+
+
+def parse_connection_string(text: str) -> dict[str, str]:
+    """`Key=Value;...` as a dict. Values hold '=' (base64 keys, SAS tokens): split on the first one only."""
+    parts: dict[str, str] = {}
+    for item in text.strip().split(";"):
+        if "=" in item:
+            key, _, value = item.partition("=")
+            parts[key.strip()] = value.strip()
+    return parts
+
+
+class AzureBucket(AzureBlobStorageResource):
+    """One container connection. Secret fields hold resolved values and are never logged or echoed."""
+
+    connection: str
+    container: str
+    account: str
+    auth_mode: Literal[
+        "account_key", "sas", "connection_string", "service_principal", "default", "anonymous"
+    ] = "default"
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    timeout_s: float = 30.0
+    _store: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> AzureBucket:
+        settings = AzureSettings.model_validate({"options": conn.options, "auth": conn.auth})
+        opts, auth = settings.options, settings.auth
+        account_url = (opts.endpoint or f"https://{opts.account}.blob.core.windows.net").rstrip("/")
+        extra: dict[str, Any] = {}
+        credential: Any
+        try:
+            if isinstance(auth, AzureAccountKeyAuth):
+                key = resolve_env(auth.account_key_env, connection=conn.name, field="auth.account_key_env")
+                credential = AzureBlobStorageKeyCredential(key=key)
+            elif isinstance(auth, AzureSasAuth):
+                sas = resolve_env(
+                    auth.sas_token_env, connection=conn.name, field="auth.sas_token_env"
+                ).lstrip("?")
+                credential = AzureBlobStorageSASTokenCredential(token=sas)
+            elif isinstance(auth, AzureConnectionStringAuth):
+                text = resolve_env(
+                    auth.connection_string_env, connection=conn.name, field="auth.connection_string_env"
+                )
+                account_url, credential = cls._from_connection_string(conn, auth, text, opts, account_url)
+            elif isinstance(auth, AzureServicePrincipalAuth):
+                extra["client_secret"] = resolve_env(
+                    auth.client_secret_env, connection=conn.name, field="auth.client_secret_env"
+                )
+                extra["tenant_id"], extra["client_id"] = auth.tenant_id, auth.client_id
+                # Built in `_raw_credential`: dagster-azure's credential union has no service principal.
+                credential = AzureBlobStorageDefaultCredential()
+            elif isinstance(auth, AzureAnonymousAuth):
+                credential = AzureBlobStorageAnonymousCredential()
+            else:
+                credential = AzureBlobStorageDefaultCredential()
+        except MissingSecret as exc:
+            raise ConnectionMisconfigured(str(exc)) from None
+        return cls(
+            connection=conn.name,
+            container=conn.bucket or "",
+            account=opts.account,
+            account_url=account_url,
+            credential=credential,
+            auth_mode=auth.mode,
+            **extra,
+        )
+
+    @staticmethod
+    def _from_connection_string(
+        conn: Connection, auth: AzureConnectionStringAuth, text: str, opts: AzureOptions, account_url: str
+    ) -> tuple[str, Any]:
+        """The account URL and credential a connection string names. Explicit options.endpoint wins."""
+        parts = parse_connection_string(text)
+        if parts.get("UseDevelopmentStorage", "").lower() == "true":
+            parts = {"AccountName": AZURITE_ACCOUNT, "AccountKey": AZURITE_KEY,
+                     "BlobEndpoint": f"http://127.0.0.1:10000/{AZURITE_ACCOUNT}"}  # fmt: skip
+        for value in (parts.get("AccountKey"), parts.get("SharedAccessSignature")):
+            if value:
+                remember(value)
+        if not opts.endpoint:
+            if parts.get("BlobEndpoint"):
+                account_url = parts["BlobEndpoint"].rstrip("/")
+            elif parts.get("AccountName"):
+                scheme = parts.get("DefaultEndpointsProtocol", "https")
+                suffix = parts.get("EndpointSuffix", "core.windows.net")
+                account_url = f"{scheme}://{parts['AccountName']}.blob.{suffix}"
+        if parts.get("AccountName") and parts["AccountName"] != opts.account:
+            raise ConnectionMisconfigured(
+                f"connection '{conn.name}': the connection string in {auth.connection_string_env} is for "
+                f"account '{parts['AccountName']}' but options.account is '{opts.account}'; make them agree"
+            )
+        if parts.get("AccountKey"):
+            return account_url, AzureBlobStorageKeyCredential(key=parts["AccountKey"])
+        if parts.get("SharedAccessSignature"):
+            return account_url, AzureBlobStorageSASTokenCredential(
+                token=parts["SharedAccessSignature"].lstrip("?")
+            )
+        raise ConnectionMisconfigured(
+            f"connection '{conn.name}': the connection string in {auth.connection_string_env} (named by "
+            "auth.connection_string_env) holds neither AccountKey nor SharedAccessSignature; copy the full "
+            "string from the portal's Access keys or Shared access signature page"
+        )
+
+    @property
+    def connection_name(self) -> str:
+        return self.connection
+
+    @property
+    def provider(self) -> str:
+        return "azure"
+
+    @property
+    def _key(self) -> str | None:
+        return self.credential.key if isinstance(self.credential, AzureBlobStorageKeyCredential) else None
+
+    @property
+    def _sas(self) -> str | None:
+        return (
+            self.credential.token if isinstance(self.credential, AzureBlobStorageSASTokenCredential) else None
+        )
+
+    def _raw_credential(self) -> Any:
+        """What azure-storage-blob takes: the named key pair (an IP-style Azurite URL hides the account name
+        from the SDK), the SAS, a service-principal or default token credential, or None."""
+        if self._key:
+            return {"account_name": self.account, "account_key": self._key}
+        if self.auth_mode == "service_principal":
+            from azure.identity import ClientSecretCredential
+
+            return ClientSecretCredential(self.tenant_id, self.client_id, self.client_secret)
+        return super()._raw_credential()
+
+    @contextmanager
+    def get_client(self, *, retries: int = 3, connect_timeout: float = 5.0) -> Iterator[Any]:
+        """A BlobServiceClient with short connect timeouts; `retries=0` for a test that must answer fast."""
+        from azure.storage.blob import BlobServiceClient
+
+        service = BlobServiceClient(
+            account_url=self.account_url,
+            credential=self._raw_credential(),
+            connection_timeout=connect_timeout,
+            read_timeout=self.timeout_s,
+            retry_total=retries,
+            retry_connect=retries,
+            retry_read=retries,
+        )
+        try:
+            yield service
+        finally:
+            service.close()
+
+    def _obstore(self) -> Any:
+        if self._store is None:
+            from obstore.store import AzureStore
+
+            config: dict[str, Any] = {"account_name": self.account, "endpoint": self.account_url}
+            provider = None
+            if self._key:
+                config["account_key"] = self._key
+            elif self._sas:
+                config["sas_key"] = self._sas
+            elif self.auth_mode == "service_principal":
+                config.update(
+                    tenant_id=self.tenant_id, client_id=self.client_id, client_secret=self.client_secret
+                )
+            elif self.auth_mode == "anonymous":
+                config["skip_signature"] = True
+            else:
+                from azure.identity import DefaultAzureCredential
+                from obstore.auth.azure import AzureCredentialProvider
+
+                provider = AzureCredentialProvider(DefaultAzureCredential(**self.credential.kwargs))
+            client_options = {
+                "allow_http": self.account_url.startswith("http://"),
+                "timeout": f"{int(self.timeout_s)}s",
+                "connect_timeout": "5s",
+            }
+            self._store = AzureStore(
+                self.container, config=config, client_options=client_options, credential_provider=provider
+            )
+        return self._store
+
+    def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
+        from azure.core.exceptions import AzureError
+
+        try:
+            with self.get_client() as service:
+                container = service.get_container_client(self.container)
+                pages = container.list_blobs(
+                    name_starts_with=prefix or None, results_per_page=page_size
+                ).by_page()
+                for page in pages:
+                    rows = []
+                    for blob in page:
+                        md5 = blob.content_settings.content_md5 if blob.content_settings else None
+                        rows.append(
+                            {
+                                "key": blob.name,
+                                "size": blob.size,
+                                "etag": blob.etag,
+                                "last_modified": blob.last_modified,
+                                "version": blob.version_id,
+                                "content_md5": bytes(md5).hex() if md5 else None,
+                            }
+                        )
+                    if rows:
+                        yield batch_from_rows(rows)
+        except AzureError as exc:
+            raise ConnectionMisconfigured(
+                f"connection '{self.connection}': listing container '{self.container}' under '{prefix}' "
+                f"failed: {scrub(str(exc))}"
+            ) from None
+
+    def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        if obstore_addressable(key):
+            return self._obstore_read(key, start, end, etag)
+        return self._sdk_read(key, start, end, etag)
+
+    def _obstore_read(self, key: str, start: int, end: int, etag: str | None) -> bytes:
+        """obstore ranged read with If-Match; errors are scrubbed because a SAS rides in the request URL."""
+        import obstore
+        from obstore.exceptions import BaseError, NotFoundError, PreconditionError
+
+        options: dict[str, Any] = {"range": (start, end)}
+        if etag:
+            options["if_match"] = etag
+        try:
+            return bytes(obstore.get(self._obstore(), key, options=options).bytes())  # type: ignore[arg-type]
+        except (FileNotFoundError, NotFoundError):
+            raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from None
+        except PreconditionError:
+            raise ObjectChanged(f"'{key}' was overwritten after it was listed (its etag changed)") from None
+        except (BaseError, OSError) as exc:
+            raise BucketError(
+                f"connection '{self.connection}': reading '{key}' failed: {scrub(str(exc))}"
+            ) from None
+
+    def _sdk_read(self, key: str, start: int, end: int, etag: str | None) -> bytes:
+        """Keys obstore would rewrite (`a//b`, a leading or trailing '/') go through the SDK, as stored."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+
+        if end <= start:
+            return b""
+        kwargs: dict[str, Any] = {"offset": start, "length": end - start}
+        if etag:
+            kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
+        try:
+            with self.get_client() as service:
+                blob = service.get_blob_client(self.container, key)
+                return blob.download_blob(**kwargs).readall()
+        except ResourceNotFoundError:
+            raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from None
+        except ResourceModifiedError:
+            raise ObjectChanged(f"'{key}' was overwritten after it was listed (its etag changed)") from None
+        except AzureError as exc:
+            raise BucketError(
+                f"connection '{self.connection}': reading '{key}' failed: {scrub(str(exc))}"
+            ) from None
+
+    def _variable_remedy(self) -> str:
+        return {
+            "account_key": "check the key in the variable named by auth.account_key_env "
+            "(Access keys in the portal)",
+            "sas": "issue a SAS with Read and List (sp=rl) on the container, valid now, into the variable "
+            "named by auth.sas_token_env",
+            "connection_string": "check the connection string in the variable named by "
+            "auth.connection_string_env",
+            "service_principal": "check auth.tenant_id, auth.client_id and the secret in the variable named "
+            "by auth.client_secret_env, and " + _ROLE_REMEDY.replace("assign", "assign the app registration"),
+            "default": "sign in (az login), or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
+            "or run with a managed identity",
+            "anonymous": "the container is not public: set its access level to Blob or Container, or use a "
+            "credential",
+        }[self.auth_mode]
+
+    def test(self) -> ConnectionTest:
+        """List one blob, then read one byte of it, without retries: exactly the permissions a sync needs."""
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ResourceNotFoundError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
+        def result(status: ConnectionStatus, detail: str, remedy: str = "") -> ConnectionTest:
+            return ConnectionTest(self.connection, "azure", status, scrub(detail), scrub(remedy))
+
+        try:
+            from azure.identity import CredentialUnavailableError
+        except ImportError:  # pragma: no cover - azure-identity ships with dagster-azure
+            CredentialUnavailableError = ClientAuthenticationError  # type: ignore[misc,assignment]
+
+        try:
+            with self.get_client(retries=0) as service:
+                container = service.get_container_client(self.container)
+                page = next(container.list_blobs(results_per_page=1).by_page())
+                items = list(page)[:1]
+                if items:
+                    container.get_blob_client(items[0].name).download_blob(offset=0, length=1).readall()
+        except CredentialUnavailableError as exc:
+            return result(
+                ConnectionStatus.MISCONFIGURED,
+                f"no Azure credential available: {exc}",
+                self._variable_remedy(),
+            )
+        except ResourceNotFoundError as exc:
+            code = getattr(exc, "error_code", None) or ""
+            return result(
+                ConnectionStatus.NOT_FOUND,
+                f"container '{self.container}' does not exist in account '{self.account}' "
+                f"({code or 'not found'})",
+                "check `bucket` (the container) and options.account",
+            )
+        except (ClientAuthenticationError, HttpResponseError) as exc:
+            code = getattr(exc, "error_code", None) or str(getattr(exc, "status_code", "") or "")
+            if getattr(exc, "status_code", None) in (401, 403) or isinstance(exc, ClientAuthenticationError):
+                return result(
+                    ConnectionStatus.FORBIDDEN,
+                    f"the credentials cannot list or read container '{self.container}' ({code})",
+                    f"{_ROLE_REMEDY}; {self._variable_remedy()}",
+                )
+            return result(
+                ConnectionStatus.MISCONFIGURED, f"Azure answered {code}: {exc.message}", "check the settings"
+            )
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            return result(
+                ConnectionStatus.UNREACHABLE,
+                f"no answer from {self.account_url}: {type(exc).__name__}",
+                "check options.account (the account URL must resolve) and options.endpoint, and that this "
+                "machine can reach it (proxy, firewall, private endpoint DNS)",
+            )
+        detail = f"listed container '{self.container}'" + (
+            " and read one blob" if items else " (it is empty)"
+        )
+        return result(ConnectionStatus.AVAILABLE, detail)

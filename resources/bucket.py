@@ -1,0 +1,137 @@
+"""The provider-neutral face of a bucket connection: what every provider can do, whatever the cloud.
+
+Listing goes through each provider's own SDK, not obstore: obstore's listing parses every key as an object_store
+`Path`, so one key with a `.`/`..` segment, an empty segment (`a//b`), or a control character aborts the whole listing,
+and a leading `/` or a folder marker `dir/` comes back silently rewritten (`lead.jpg`, `dir`). A bucket listing must
+return keys exactly as stored, and one odd key must never stop a sync. Listing is network-bound (one page of 1000 keys
+per round trip), so the SDK's extra parsing cost does not show in wall time. Ranged reads, which are the bulk of the
+work, go through obstore wherever it can address the key exactly (`obstore_addressable`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+import pyarrow as pa
+
+#: The columns of one listing batch. `content_md5` is set where the provider states a content hash (S3 single-part
+#: etag, GCS md5Hash, Azure Content-MD5); it drives move detection.
+LISTING_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("etag", pa.string()),
+        pa.field("last_modified", pa.timestamp("us", tz="UTC")),
+        pa.field("version", pa.string()),
+        pa.field("content_md5", pa.string()),
+    ]
+)
+
+
+class ConnectionStatus(StrEnum):
+    AVAILABLE = "AVAILABLE"
+    NOT_FOUND = "NOT_FOUND"
+    FORBIDDEN = "FORBIDDEN"
+    UNREACHABLE = "UNREACHABLE"
+    MISCONFIGURED = "MISCONFIGURED"
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    """The outcome of a connection test: one status, what was seen, and what a person should do about it."""
+
+    connection: str
+    provider: str
+    status: ConnectionStatus
+    detail: str
+    remedy: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ConnectionStatus.AVAILABLE
+
+
+class BucketError(Exception):
+    """A provider call failed in a way a person can act on. Messages never carry secrets."""
+
+
+class ConnectionMisconfigured(BucketError):
+    """The catalog entry or its environment cannot produce a working client (unset variable, bad name)."""
+
+
+class ObjectGone(BucketError):
+    """The object was listed but no longer exists when read (deleted between listing and probe)."""
+
+
+class ObjectChanged(BucketError):
+    """The object was overwritten between listing and probe: its etag no longer matches the listing."""
+
+
+@runtime_checkable
+class Bucket(Protocol):
+    """What the assets need from a connection. Every provider resource implements it."""
+
+    @property
+    def connection_name(self) -> str: ...
+
+    @property
+    def provider(self) -> str: ...
+
+    def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
+        """Stream every object under `prefix`, exactly as stored, as batches of LISTING_SCHEMA.
+
+        Folder markers (keys ending in `/`) are included; the listing asset decides what is media.
+        """
+        ...
+
+    def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """Bytes [start, end) of `key`. With `etag`, raise ObjectChanged if the object no longer has it.
+
+        Raises ObjectGone when the key no longer exists.
+        """
+        ...
+
+    def test(self) -> ConnectionTest:
+        """Probe reachability and least-privilege permissions (list and get) without writing anything."""
+        ...
+
+
+_OBSTORE_UNSAFE_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)|//|^/|/$|[\x00-\x1f\x7f]")
+
+
+def obstore_addressable(key: str) -> bool:
+    """Whether obstore can read `key` exactly as stored.
+
+    object_store rejects or rewrites keys with empty, `.` or `..` segments, a leading or trailing `/`, and control
+    characters; such keys are read through the provider SDK instead.
+    """
+    return bool(key) and _OBSTORE_UNSAFE_SEGMENT.search(key) is None
+
+
+def obstore_read(store: object, key: str, start: int, end: int, etag: str | None) -> bytes:
+    """A ranged read through obstore, with its errors mapped to ours.
+
+    `if_match` makes the provider refuse a read of an object overwritten since it was listed, so a probe never
+    attaches one version's facts to another version's listing row.
+    """
+    import obstore
+    from obstore.exceptions import NotFoundError, PreconditionError
+
+    options: dict[str, object] = {"range": (start, end)}
+    if etag:
+        options["if_match"] = etag
+    try:
+        return bytes(obstore.get(store, key, options=options).bytes())  # type: ignore[arg-type]
+    except (FileNotFoundError, NotFoundError) as exc:
+        raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from exc
+    except PreconditionError as exc:
+        raise ObjectChanged(f"'{key}' was overwritten after it was listed (its etag changed)") from exc
+
+
+def batch_from_rows(rows: list[dict[str, object]]) -> pa.RecordBatch:
+    """One listing batch from row dicts that carry LISTING_SCHEMA's fields (missing ones become null)."""
+    return pa.RecordBatch.from_pylist(rows, schema=LISTING_SCHEMA)

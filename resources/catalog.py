@@ -1,0 +1,293 @@
+"""The connection catalog: `connections.yaml`, validated before anything touches a bucket.
+
+Every error names the file, the connection (with its line) and the field, and says how to fix it, because the person
+reading it is editing YAML by hand, often under pressure, and a pydantic traceback helps nobody.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import yaml
+from dagster import ConfigurableResource
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from resources.secrets import ENV_NAME
+
+CONNECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+PROVIDERS = ("local", "s3", "gcs", "azure")
+PROFILES = ("strict", "cvat")
+
+# Shapes that are credentials, not environment variable names: AWS key ids, long base64/hex runs, connection strings.
+_INLINE_SECRET = re.compile(
+    r"^(AKIA|ASIA)[0-9A-Z]{12,}$|^[A-Za-z0-9+/=_\-]{32,}$|AccountKey=|SharedAccessSignature=|[?&]sig=|-----BEGIN"
+)
+
+
+class CatalogError(ValueError):
+    """The catalog cannot be used as written. The message says where and how to fix it."""
+
+
+class Connection(BaseModel):
+    """One bucket connection. Provider-specific `options` and `auth` are validated by the provider's own model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    provider: Literal["local", "s3", "gcs", "azure"]
+    bucket: str | None = Field(None, description="S3/GCS bucket or Azure container")
+    root: str | None = Field(None, description="local provider: the folder that acts as the bucket")
+    prefix: str = ""
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    profile: Literal["strict", "cvat"] = "strict"
+    options: dict[str, Any] = Field(default_factory=dict)
+    auth: dict[str, Any] = Field(default_factory=dict)
+    watch: bool = False
+    schedule: str | None = None
+    description: str = ""
+    #: Folder of the catalog file: relative local roots and key files resolve against it, not the working directory.
+    base_dir: str = Field(".", exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not CONNECTION_NAME.match(v):
+            raise ValueError(
+                f"'{v}' is not a valid connection name: use 1 to 63 lowercase letters, digits and '-', "
+                "starting with a letter or digit (it becomes a Dagster partition key)"
+            )
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if v.startswith("/"):
+            raise ValueError(
+                f"prefix '{v}' starts with '/': bucket keys have no leading slash; write '{v.lstrip('/')}'"
+            )
+        if "//" in v or any(part in (".", "..") for part in v.split("/")):
+            raise ValueError(f"prefix '{v}' has an empty, '.' or '..' segment; write the folder path plainly")
+        # A prefix names a folder: 'cats' must not also match 'catsanddogs/'.
+        return v if not v or v.endswith("/") else v + "/"
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(v):
+            raise ValueError(f"schedule '{v}' is not a cron expression such as \"0 2 * * *\"")
+        return v
+
+    @cached_property
+    def key_filter(self) -> KeyFilter:
+        return KeyFilter(self.include, self.exclude)
+
+    def relative_key(self, key: str) -> str:
+        """The key as seen inside the connection: relative to its prefix."""
+        return key[len(self.prefix) :] if key.startswith(self.prefix) else key
+
+
+class KeyFilter:
+    """Include/exclude globs over keys relative to the prefix.
+
+    `**` crosses folders, `*` and `?` stay inside one. A pattern without `/` matches the file name at any depth
+    (as in .gitignore), so `*.jpg` means every JPEG, wherever it sits.
+    """
+
+    def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+        self._include = [self._compile(p) for p in include]
+        self._exclude = [self._compile(p) for p in exclude]
+
+    @staticmethod
+    def _compile(pattern: str) -> tuple[bool, re.Pattern[str]]:
+        out, i = [], 0
+        while i < len(pattern):
+            c = pattern[i]
+            if pattern.startswith("**/", i):
+                out.append("(?:.*/)?")
+                i += 3
+                continue
+            if pattern.startswith("**", i):
+                out.append(".*")
+                i += 2
+                continue
+            out.append({"*": "[^/]*", "?": "[^/]"}.get(c, re.escape(c)))
+            i += 1
+        return "/" in pattern, re.compile("".join(out) + r"\Z", re.DOTALL)
+
+    def __call__(self, relative_key: str) -> bool:
+        name = PurePosixPath(relative_key).name
+
+        def hit(rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
+            return any(rx.match(relative_key if anchored else name) for anchored, rx in rules)
+
+        if self._include and not hit(self._include):
+            return False
+        return not hit(self._exclude)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys and remembers where each mapping starts."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}' (first at line {seen[key]})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line + 1
+    mapping = loader.construct_mapping(node, deep=deep)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _strip_lines(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_lines(v) for k, v in value.items() if k != "__line__"}
+    if isinstance(value, list):
+        return [_strip_lines(v) for v in value]
+    return value
+
+
+def _inline_secret_fields(section: str, values: dict[str, Any]) -> list[str]:
+    """Fields of `auth`/`options` that hold something credential-shaped instead of an environment variable name."""
+    bad = []
+    for field, value in values.items():
+        if field == "__line__" or not isinstance(value, str):
+            continue
+        if field.endswith("_env"):
+            if not ENV_NAME.match(value):
+                bad.append(f"{section}.{field}")
+        elif _INLINE_SECRET.search(value):
+            bad.append(f"{section}.{field}")
+    return bad
+
+
+class Catalog(BaseModel):
+    """All connections of one catalog file, by name."""
+
+    path: str
+    connections: dict[str, Connection]
+
+    def get(self, name: str) -> Connection:
+        try:
+            return self.connections[name]
+        except KeyError:
+            known = ", ".join(sorted(self.connections)) or "none"
+            raise CatalogError(
+                f"{self.path}: no connection named '{name}' (known: {known}); add it to the catalog, "
+                "or check BUCKET_SYNC_CATALOG points at the right file"
+            ) from None
+
+
+def _format_validation_error(where: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(entry)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or check its spelling"
+            if any(word in field for word in ("secret", "key", "token", "password", "sas")):
+                msg += " (secrets are given as environment variable names, e.g. secret_access_key_env: MY_VAR)"
+        elif err["type"] == "literal_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        lines.append(f"{where}, field '{field}': {msg}")
+    return "\n".join(lines)
+
+
+def load_catalog(path: str | os.PathLike[str]) -> Catalog:
+    """Read and validate a catalog file. Raises CatalogError with every problem found, each located."""
+    from resources.providers import validate_provider_settings
+
+    file = Path(path)
+    if not file.is_file():
+        raise CatalogError(
+            f"{file}: catalog file not found; create it (see connections.yaml in the repository) "
+            "or point BUCKET_SYNC_CATALOG at it"
+        )
+    try:
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise CatalogError(f"{file}:{where}: malformed YAML: {problem}") from None
+    if raw is None:
+        raw = {"connections": []}
+    if not isinstance(raw, dict) or not isinstance(raw.get("connections"), list):
+        raise CatalogError(f"{file}: expected a top-level 'connections:' list of connection entries")
+    unknown_top = sorted(k for k in raw if k not in ("connections", "__line__"))
+    if unknown_top:
+        raise CatalogError(f"{file}: unknown top-level field(s) {', '.join(unknown_top)}; only 'connections' is read")
+
+    problems: list[str] = []
+    connections: dict[str, Connection] = {}
+    first_line: dict[str, int] = {}
+    for index, entry in enumerate(raw["connections"]):
+        if not isinstance(entry, dict):
+            problems.append(f"{file}: connections[{index}] is not a mapping of fields")
+            continue
+        line = entry.get("__line__", "?")
+        name = entry.get("name")
+        where = f"{file}:{line}: connection '{name}'" if name else f"{file}:{line}: connections[{index}]"
+        secrets = _inline_secret_fields("auth", entry.get("auth") or {}) + _inline_secret_fields(
+            "options", entry.get("options") or {}
+        )
+        if secrets:
+            problems.extend(
+                f"{where}, field '{f}': looks like an inline secret; put the value in an environment variable "
+                "and give the variable's name in a field ending in _env" for f in secrets
+            )
+            continue
+        try:
+            conn = Connection.model_validate({**_strip_lines(entry), "base_dir": str(file.parent.resolve())})
+        except ValidationError as exc:
+            problems.append(_format_validation_error(where, exc))
+            continue
+        if conn.name in connections:
+            problems.append(
+                f"{where}: duplicate connection name (first defined at line {first_line[conn.name]}); "
+                "connection names must be unique"
+            )
+            continue
+        problem = validate_provider_settings(conn)
+        if problem:
+            problems.append(f"{where}, {problem}")
+            continue
+        connections[conn.name] = conn
+        first_line[conn.name] = line
+    if problems:
+        raise CatalogError("\n".join(problems))
+    return Catalog(path=str(file), connections=connections)
+
+
+def default_catalog_path() -> str:
+    return os.environ.get("BUCKET_SYNC_CATALOG", "connections.yaml")
+
+
+class CatalogResource(ConfigurableResource):
+    """The catalog as a Dagster resource, so assets, sensors and schedules all read the same file."""
+
+    path: str = Field(default_factory=default_catalog_path)
+    _catalog: Catalog | None = PrivateAttr(default=None)
+
+    def load(self) -> Catalog:
+        """Re-read the file: sensors call this every tick, so an edit is picked up without a redeploy."""
+        return load_catalog(self.path)
+
+    def connection(self, name: str) -> Connection:
+        return self.load().get(name)

@@ -1,0 +1,282 @@
+"""The DuckDB index: the open tables a data team queries.
+
+Column names of `media` and `violations` are a published interface (DESIGN.md): add columns, never rename them.
+Every write is one short transaction, and every writer shares the Dagster pool `duckdb_index` (limit 1); the lock
+retry below covers a second process that opens the file anyway (the CLI's `status`, a notebook).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from resources.storage import default_home
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS connections (
+    name          VARCHAR PRIMARY KEY,
+    provider      VARCHAR NOT NULL,
+    location      VARCHAR NOT NULL,   -- bucket, container or folder: never a credential
+    prefix        VARCHAR NOT NULL,
+    profile       VARCHAR NOT NULL,
+    detached      BOOLEAN NOT NULL DEFAULT false,  -- removed from the catalog; its rows are kept
+    first_synced  TIMESTAMPTZ,
+    last_synced   TIMESTAMPTZ,
+    updated_at    TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    connection    VARCHAR NOT NULL,
+    key           VARCHAR NOT NULL,
+    size          BIGINT NOT NULL,
+    etag          VARCHAR,
+    last_modified TIMESTAMPTZ,
+    version       VARCHAR,
+    content_md5   VARCHAR,
+    first_seen    TIMESTAMPTZ NOT NULL,
+    last_seen     TIMESTAMPTZ NOT NULL,
+    deleted       BOOLEAN NOT NULL DEFAULT false,
+    deleted_at    TIMESTAMPTZ,
+    moved_to      VARCHAR,
+    moved_from    VARCHAR,
+    accepted      BOOLEAN,
+    PRIMARY KEY (connection, key)
+);
+CREATE TABLE IF NOT EXISTS media (
+    connection        VARCHAR NOT NULL,
+    key               VARCHAR NOT NULL,
+    kind              VARCHAR NOT NULL,
+    format            VARCHAR,
+    width             INTEGER,
+    height            INTEGER,
+    orientation       INTEGER,
+    display_width     INTEGER,
+    display_height    INTEGER,
+    major_brand       VARCHAR,
+    compatible_brands VARCHAR[],
+    codec             VARCHAR,
+    pix_fmt           VARCHAR,
+    duration_s        DOUBLE,
+    frames            BIGINT,
+    rotation          INTEGER,
+    bytes_read        BIGINT,
+    requests          INTEGER,
+    error             VARCHAR,
+    mode              VARCHAR,
+    head_sha256       VARCHAR,
+    etag              VARCHAR,
+    probed_at         TIMESTAMPTZ,
+    PRIMARY KEY (connection, key)
+);
+CREATE TABLE IF NOT EXISTS violations (
+    connection  VARCHAR NOT NULL,
+    key         VARCHAR NOT NULL,
+    rule        VARCHAR NOT NULL,
+    severity    VARCHAR NOT NULL,
+    message     VARCHAR NOT NULL,
+    remediation VARCHAR NOT NULL,
+    detected_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS syncs (
+    connection   VARCHAR NOT NULL,
+    run_id       VARCHAR NOT NULL,
+    started_at   TIMESTAMPTZ NOT NULL,
+    finished_at  TIMESTAMPTZ NOT NULL,
+    full_resync  BOOLEAN NOT NULL,
+    listed       BIGINT NOT NULL,
+    new          BIGINT NOT NULL,
+    changed      BIGINT NOT NULL,
+    unchanged    BIGINT NOT NULL,
+    deleted      BIGINT NOT NULL,
+    moved        BIGINT NOT NULL,
+    probed       BIGINT NOT NULL,
+    carried      BIGINT NOT NULL,
+    accepted     BIGINT NOT NULL,
+    violations   BIGINT NOT NULL,
+    bytes_stored BIGINT NOT NULL,
+    bytes_read   BIGINT NOT NULL,
+    requests     BIGINT NOT NULL
+);
+"""
+
+MEDIA_COLUMNS = (
+    "kind, format, width, height, orientation, display_width, display_height, major_brand, compatible_brands, "
+    "codec, pix_fmt, duration_s, frames, rotation, bytes_read, requests, error, mode, head_sha256, etag, probed_at"
+)
+
+
+@dataclass(frozen=True)
+class SyncCounts:
+    """One `syncs` row: what a sync saw and did."""
+
+    connection: str
+    run_id: str
+    started_at: datetime
+    full_resync: bool
+    listed: int
+    new: int
+    changed: int
+    unchanged: int
+    deleted: int
+    moved: int
+    probed: int
+    carried: int
+    accepted: int
+    violations: int
+    bytes_stored: int
+    bytes_read: int
+    requests: int
+
+
+def default_index_path() -> str:
+    return str(Path(default_home()) / "index.duckdb")
+
+
+class MediaIndex(ConfigurableResource):
+    """The DuckDB index file, opened briefly per write so other readers get their turn."""
+
+    path: str = Field(default_factory=default_index_path)
+    lock_timeout_s: float = 120.0
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the index, waiting out another process's lock instead of failing the step."""
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                con = duckdb.connect(str(path), read_only=read_only and path.exists())
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        try:
+            if not read_only:
+                con.execute(SCHEMA)
+            yield con
+        finally:
+            con.close()
+
+    def record_connection(self, con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
+        con.execute(
+            """
+            INSERT INTO connections (name, provider, location, prefix, profile, detached, updated_at)
+            VALUES ($name, $provider, $location, $prefix, $profile, false, now())
+            ON CONFLICT (name) DO UPDATE SET provider = excluded.provider, location = excluded.location,
+                prefix = excluded.prefix, profile = excluded.profile, detached = false, updated_at = now()
+            """,
+            row,
+        )
+
+    def apply_sync(
+        self,
+        connection_row: dict[str, Any],
+        changes: Path,
+        probes: Path,
+        counts: SyncCounts,
+    ) -> None:
+        """Fold one sync into the index in a single transaction: objects, tombstones, moves, facts, history.
+
+        Nothing is ever removed: a vanished key is marked deleted (and moved, when its content reappeared under
+        another key), and its facts stay queryable.
+        """
+        name = counts.connection
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                self.record_connection(con, connection_row)
+                con.execute(
+                    """
+                    INSERT INTO objects (connection, key, size, etag, last_modified, version, content_md5,
+                                         first_seen, last_seen, deleted, deleted_at, moved_to, moved_from, accepted)
+                    SELECT $name, c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5,
+                           now(), now(), false, NULL, NULL, c.moved_from, p.accepted
+                    FROM read_parquet($changes) c LEFT JOIN read_parquet($probes) p USING (key)
+                    WHERE c.change <> 'deleted'
+                    ON CONFLICT (connection, key) DO UPDATE SET
+                        size = excluded.size, etag = excluded.etag, last_modified = excluded.last_modified,
+                        version = excluded.version, content_md5 = excluded.content_md5,
+                        last_seen = excluded.last_seen, deleted = false, deleted_at = NULL, moved_to = NULL,
+                        moved_from = coalesce(excluded.moved_from, objects.moved_from),
+                        accepted = excluded.accepted
+                    """,
+                    {"name": name, "changes": str(changes), "probes": str(probes)},
+                )
+                con.execute(
+                    """
+                    UPDATE objects SET deleted = true, deleted_at = now(), moved_to = c.moved_to, accepted = false
+                    FROM read_parquet($changes) c
+                    WHERE objects.connection = $name AND objects.key = c.key AND c.change = 'deleted'
+                      AND NOT objects.deleted
+                    """,
+                    {"name": name, "changes": str(changes)},
+                )
+                con.execute(
+                    f"""
+                    INSERT OR REPLACE INTO media (connection, key, {MEDIA_COLUMNS})
+                    SELECT $name, p.key, {", ".join("p." + c.strip() for c in MEDIA_COLUMNS.split(","))}
+                    FROM read_parquet($probes) p
+                    WHERE p.source <> 'carried'
+                       OR NOT EXISTS (SELECT 1 FROM media m WHERE m.connection = $name AND m.key = p.key)
+                    """,
+                    {"name": name, "probes": str(probes)},
+                )
+                con.execute(
+                    """
+                    INSERT INTO syncs VALUES ($connection, $run_id, $started_at, now(), $full_resync, $listed, $new,
+                        $changed, $unchanged, $deleted, $moved, $probed, $carried, $accepted, $violations,
+                        $bytes_stored, $bytes_read, $requests)
+                    """,
+                    counts.__dict__,
+                )
+                con.execute(
+                    "UPDATE connections SET last_synced = now(), first_synced = coalesce(first_synced, now()) "
+                    "WHERE name = $name",
+                    {"name": name},
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def replace_violations(self, connection: str, rule: str, violations: Path | None) -> int:
+        """Swap one connection's rows for one rule in a single transaction; returns how many rows it now has."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute("DELETE FROM violations WHERE connection = $c AND rule = $r", {"c": connection, "r": rule})
+                if violations is not None and violations.exists():
+                    con.execute(
+                        """
+                        INSERT INTO violations
+                        SELECT $c, key, rule, severity, message, remediation, now()
+                        FROM read_parquet($path) WHERE rule = $r
+                        """,
+                        {"c": connection, "r": rule, "path": str(violations)},
+                    )
+                count = con.execute(
+                    "SELECT count(*) FROM violations WHERE connection = $c AND rule = $r", {"c": connection, "r": rule}
+                ).fetchone()[0]
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return int(count)
+
+    def mark_detached(self, attached: list[str]) -> None:
+        """Connections no longer in the catalog stay in the index, flagged, with every row they had."""
+        with self.connect() as con:
+            con.execute(
+                "UPDATE connections SET detached = NOT list_contains($names, name), updated_at = now()",
+                {"names": attached},
+            )

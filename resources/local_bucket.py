@@ -1,0 +1,140 @@
+"""A folder on disk as a bucket: the embedded default for the demo and for datasets that already sit on disk.
+
+Listing and reads use the operating system directly; obstore's LocalStore would add nothing here and follows
+symlinks wherever they lead, while this provider must stay inside its root.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+from dagster import ConfigurableResource
+from pydantic import BaseModel, ConfigDict
+
+from resources.bucket import (
+    ConnectionStatus,
+    ConnectionTest,
+    ObjectChanged,
+    ObjectGone,
+    batch_from_rows,
+)
+
+
+class LocalSettings(BaseModel):
+    """`options` and `auth` of a local connection: there is nothing to authenticate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        concurrency: int = 8
+
+    options: Options = Options()
+    auth: dict[str, str] = {}
+
+
+def local_etag(st: os.stat_result) -> str:
+    """Changes whenever the file is replaced or rewritten; survives a rename (same inode), which move detection uses."""
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+class LocalBucket(ConfigurableResource):
+    """A local folder served through the Bucket protocol."""
+
+    connection: str
+    root: str
+
+    @property
+    def connection_name(self) -> str:
+        return self.connection
+
+    @property
+    def provider(self) -> str:
+        return "local"
+
+    @property
+    def _root(self) -> Path:
+        return Path(self.root).resolve()
+
+    def _inside(self, path: Path) -> bool:
+        root = self._root
+        return path == root or root in path.parents
+
+    def _walk(self, folder: Path, rel: str) -> Iterator[tuple[str, os.stat_result | None]]:
+        """Depth-first, sorted, never leaving the root: symlinks are followed only where they stay inside it."""
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        if not entries and rel:
+            yield rel, None  # an empty folder is this provider's folder marker
+        for entry in entries:
+            key = f"{rel}{entry.name}"
+            if entry.is_symlink() and not self._inside(Path(entry.path).resolve()):
+                continue
+            try:
+                if entry.is_dir():
+                    yield from self._walk(Path(entry.path), key + "/")
+                elif entry.is_file():
+                    yield key, entry.stat()
+            except OSError:
+                continue
+
+    def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
+        start = self._root / prefix if prefix else self._root
+        if not start.is_dir():
+            return
+        rows: list[dict[str, object]] = []
+        for key, st in self._walk(start, prefix):
+            if st is None:
+                rows.append({"key": key + "/", "size": 0})
+            else:
+                rows.append(
+                    {
+                        "key": key,
+                        "size": st.st_size,
+                        "etag": local_etag(st),
+                        "last_modified": datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC),
+                    }
+                )
+            if len(rows) >= page_size:
+                yield batch_from_rows(rows)
+                rows = []
+        if rows:
+            yield batch_from_rows(rows)
+
+    def _path(self, key: str) -> Path:
+        path = (self._root / key).resolve()
+        if not self._inside(path):
+            raise ObjectGone(f"'{key}' resolves outside the connection's root; refusing to read it")
+        return path
+
+    def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from exc
+        try:
+            if etag and local_etag(os.fstat(fd)) != etag:
+                raise ObjectChanged(f"'{key}' was overwritten after it was listed")
+            return os.pread(fd, max(0, end - start), start)
+        finally:
+            os.close(fd)
+
+    def test(self) -> ConnectionTest:
+        root = Path(self.root)
+        status, detail, remedy = ConnectionStatus.AVAILABLE, f"folder {root} is readable", ""
+        if not root.exists():
+            status, detail = ConnectionStatus.NOT_FOUND, f"folder {root} does not exist"
+            remedy = "create the folder or fix `root` in the catalog (relative roots resolve from the catalog's folder)"
+        elif not root.is_dir():
+            status, detail, remedy = ConnectionStatus.MISCONFIGURED, f"{root} is not a folder", "point `root` at a folder"
+        elif not os.access(root, os.R_OK | os.X_OK):
+            status, detail = ConnectionStatus.FORBIDDEN, f"folder {root} cannot be listed by this user"
+            remedy = "grant read and execute permission on the folder to the user that runs Dagster"
+        return ConnectionTest(self.connection, "local", status, detail, remedy)

@@ -1,0 +1,59 @@
+"""Secrets come from environment variables named in the catalog, and never leave the process in any text we write.
+
+Every secret value that a provider resolves is remembered here, so that any text leaving our code (an error, a log
+line, run metadata, a connection-test detail) can be passed through `scrub` on its way out. Provider errors are the
+usual leak: SDKs echo request URLs, and a SAS token or a presigned signature travels in the query string.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+
+_lock = threading.Lock()
+_known: set[str] = set()
+
+# Credentials that can appear in URLs or connection strings even when we never resolved them ourselves.
+_PATTERNS = [
+    re.compile(r"(?i)(sig|signature|x-amz-signature|x-amz-security-token|x-amz-credential|se|sp|sv|skoid|sktid)=([^&\s\"']+)"),
+    re.compile(r"(?i)(AccountKey|SharedAccessSignature|password|client_secret)=([^;&\s\"']+)"),
+]
+
+#: Environment variable names: what the catalog must hold in place of a secret.
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+class MissingSecret(Exception):
+    """An environment variable named by the catalog is not set."""
+
+
+def remember(value: str) -> None:
+    """Register a secret so `scrub` removes it from any text. Short values are skipped: they would mangle prose."""
+    if value and len(value) >= 6:
+        with _lock:
+            _known.add(value)
+
+
+def resolve_env(var: str, *, connection: str, field: str) -> str:
+    """Read the secret that environment variable `var` holds, for `connection`'s `field`."""
+    value = os.environ.get(var)
+    if value is None or value == "":
+        raise MissingSecret(
+            f"connection '{connection}': environment variable {var} (named by {field}) is not set; "
+            f"export {var} with the credential before syncing"
+        )
+    remember(value)
+    return value
+
+
+def scrub(text: str) -> str:
+    """Remove every known secret and every credential-shaped URL or connection-string parameter from `text`."""
+    with _lock:
+        known = sorted(_known, key=len, reverse=True)
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, "***")
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: f"{m.group(1)}=***", text)
+    return text

@@ -1,0 +1,63 @@
+"""Where bucket-sync keeps its state: `BUCKET_SYNC_HOME` (default `./.bucket-sync/`).
+
+    index.duckdb                       the index people query
+    manifests/<connection>/manifest.jsonl
+    snapshots/<connection>/            listing, changes, probes and violations of the latest sync, as Parquet,
+                                       and baseline.parquet: the listing of the last sync that reached the index
+
+Every file here is replaced by an atomic rename, so a reader (or a sync killed half-way) only ever sees a whole file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+def default_home() -> str:
+    return os.environ.get("BUCKET_SYNC_HOME", ".bucket-sync")
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it replaces `target` in one rename, on failure it vanishes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with tmp_path.open("rb+") as f:
+            os.fsync(f.fileno())
+        tmp_path.replace(target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+class SyncHome(ConfigurableResource):
+    """The folder that holds the index, the manifests and the per-connection snapshots."""
+
+    path: str = Field(default_factory=default_home)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.path).resolve()
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / "index.duckdb"
+
+    def manifest_path(self, connection: str) -> Path:
+        return self.root / "manifests" / connection / "manifest.jsonl"
+
+    def snapshot(self, connection: str, name: str) -> Path:
+        """`name` is one of listing, changes, probes, violations, baseline (Parquet) or state (JSON)."""
+        folder = self.root / "snapshots" / connection
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / (f"{name}.json" if name == "state" else f"{name}.parquet")
