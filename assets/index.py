@@ -4,7 +4,6 @@ The baseline moves only after the index has committed, so a sync that fails or i
 point leaves the next sync diffing against the last state the index really holds.
 """
 
-
 import json
 import shutil
 from datetime import datetime
@@ -62,7 +61,7 @@ def media_index(
     full = bool(context.run.run_config.get("ops", {}).get("media_probes", {}).get("config", {}).get("full", False))
     counts = SyncCounts(
         connection=name,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         started_at=datetime.fromisoformat(state["started_at"]),
         full_resync=full,
         listed=state["listed"],
@@ -82,7 +81,7 @@ def media_index(
     index.apply_sync(connection_row(conn), home.snapshot(name, "changes"), probes, counts)
     with atomic_path(home.snapshot(name, "baseline")) as tmp:
         shutil.copyfile(home.snapshot(name, "listing"), tmp)
-    context.log.info(f"'{name}': index updated at {index.path}")
+    context.log.info(f"'{name}': index updated at {index.file}")
     return MaterializeResult(
         metadata={
             "listed": MetadataValue.int(counts.listed),
@@ -91,6 +90,6 @@ def media_index(
             "violations": MetadataValue.int(counts.violations),
             "deleted": MetadataValue.int(counts.deleted),
             "moved": MetadataValue.int(counts.moved),
-            "index": MetadataValue.path(index.path),
+            "index": MetadataValue.path(str(index.file)),
         }
     )

@@ -1,6 +1,5 @@
 """`object_listing`: what the bucket holds now, and how that differs from the last sync that reached the index."""
 
-
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -165,9 +164,11 @@ def object_listing(
     bucket = open_bucket(conn)
     context.log.info(f"listing {conn.provider} connection '{name}' under prefix '{conn.prefix}'")
     seen = write_listing(bucket, conn, home.snapshot(name, "listing"))
-    counts = diff_listing(home.snapshot(name, "listing"), home.snapshot(name, "baseline"), home.snapshot(name, "changes"))
+    counts = diff_listing(
+        home.snapshot(name, "listing"), home.snapshot(name, "baseline"), home.snapshot(name, "changes")
+    )
     state = {
-        "run_id": context.run_id,
+        "run_id": context.run.run_id,
         "started_at": started_at.isoformat(),
         "allow_collapse": config.allow_collapse,
         "bytes": seen.get("bytes", 0),

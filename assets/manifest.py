@@ -4,7 +4,6 @@ CVAT's own tooling opens every image to write this file; here it costs no read a
 know each image's size.
 """
 
-
 import json
 from pathlib import PurePosixPath
 

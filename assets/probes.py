@@ -4,7 +4,6 @@ Facts are cached by object version (key, etag, size, last_modified): an unchange
 a moved object's facts follow it to its new key, and only the rest is read, a few byte ranges each, many at once.
 """
 
-
 import json
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -108,26 +107,26 @@ def probe_all(
 
 
 def _plan(changes: Path, previous: Path, full: bool) -> duckdb.DuckDBPyConnection:
-    """A DuckDB session with view `plan`: each current object, whether to probe it, and any facts it can reuse."""
+    """A DuckDB session with view `plan`: each current object, what to do with it, and whose facts it can reuse.
+
+    `carried`: the same object version was probed before. `moved`: its content was probed under the key it moved
+    from. `probe`: read it. With `full`, or with no earlier probes, everything is probed.
+    """
     con = duckdb.connect()
     con.execute(f"CREATE VIEW c AS SELECT * FROM read_parquet('{changes}') WHERE change <> 'deleted'")
-    if previous.exists() and not full:
-        con.execute(f"CREATE VIEW p AS SELECT * FROM read_parquet('{previous}')")
-    else:
-        con.execute("CREATE VIEW p AS SELECT * FROM read_parquet('{}') WHERE false".format(changes))
+    if full or not previous.exists():
+        con.execute("CREATE VIEW plan AS SELECT c.*, 'probe' AS action, NULL::VARCHAR AS facts_key FROM c")
+        return con
+    con.execute(f"CREATE VIEW p AS SELECT * FROM read_parquet('{previous}')")
     same_version = (
         "p.key IS NOT NULL AND p.etag IS NOT DISTINCT FROM c.etag AND p.size = c.size "
         "AND p.last_modified IS NOT DISTINCT FROM c.last_modified"
     )
-    if "kind" not in [r[0] for r in con.execute("DESCRIBE p").fetchall()]:
-        con.execute("CREATE OR REPLACE VIEW plan AS SELECT c.*, 'probe' AS action, NULL AS facts_key FROM c")
-        return con
     con.execute(
         f"""
         CREATE VIEW plan AS
         SELECT c.*,
-               CASE WHEN {same_version} THEN 'carried'
-                    WHEN m.key IS NOT NULL THEN 'moved' ELSE 'probe' END AS action,
+               CASE WHEN {same_version} THEN 'carried' WHEN m.key IS NOT NULL THEN 'moved' ELSE 'probe' END AS action,
                CASE WHEN {same_version} THEN p.key WHEN m.key IS NOT NULL THEN m.key END AS facts_key
         FROM c LEFT JOIN p ON p.key = c.key LEFT JOIN p AS m ON m.key = c.moved_from AND m.size = c.size
         """
@@ -217,26 +216,23 @@ def media_probes(
     with (
         atomic_path(home.snapshot(name, "probes")) as probes_tmp,
         atomic_path(home.snapshot(name, "violations")) as violations_tmp,
+        pq.ParquetWriter(probes_tmp, PROBES_SCHEMA) as probes_out,
+        pq.ParquetWriter(violations_tmp, VIOLATIONS_SCHEMA) as violations_out,
     ):
-        with (
-            pq.ParquetWriter(probes_tmp, PROBES_SCHEMA) as probes_out,
-            pq.ParquetWriter(violations_tmp, VIOLATIONS_SCHEMA) as violations_out,
-        ):
-            out = _Writer(probes_out, violations_out, profile)
-            if planned.get("carried", 0) or planned.get("moved", 0):
-                reused = (
-                    f"SELECT plan.key, plan.size, plan.etag, plan.last_modified, plan.action, p.probed_at, {fact_cols} "
-                    "FROM plan JOIN p ON p.key = plan.facts_key WHERE plan.action <> 'probe' ORDER BY plan.key"
-                )
-                for row in _batches(con, reused):
-                    facts = MediaFacts.from_row(row)
-                    out.add(row, facts, row["action"], row["probed_at"])
-            rows = _batches(con, "SELECT key, size, etag, last_modified FROM plan WHERE action = 'probe' ORDER BY key")
-            with Progress(context.log, f"probing '{name}'", to_probe) as progress:
-                for row, facts in probe_all(bucket, rows, concurrency):
-                    out.add(row, facts, "probed", datetime.now(UTC))
-                    progress.advance()
-            out.flush()
+        out = _Writer(probes_out, violations_out, profile)
+        if planned.get("carried", 0) or planned.get("moved", 0):
+            reused = (
+                f"SELECT plan.key, plan.size, plan.etag, plan.last_modified, plan.action, p.probed_at, {fact_cols} "
+                "FROM plan JOIN p ON p.key = plan.facts_key WHERE plan.action <> 'probe' ORDER BY plan.key"
+            )
+            for row in _batches(con, reused):
+                out.add(row, MediaFacts.from_row(row), row["action"], row["probed_at"])
+        rows = _batches(con, "SELECT key, size, etag, last_modified FROM plan WHERE action = 'probe' ORDER BY key")
+        with Progress(context.log, f"probing '{name}'", to_probe) as progress:
+            for row, facts in probe_all(bucket, rows, concurrency):
+                out.add(row, facts, "probed", datetime.now(UTC))
+                progress.advance()
+        out.flush()
     con.close()
 
     stats = out.stats

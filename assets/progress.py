@@ -4,7 +4,6 @@ The bar is shown only when the CLI asked for it (BUCKET_SYNC_PROGRESS=bar) and s
 from the UI or a daemon never write terminal control codes into their logs.
 """
 
-
 from __future__ import annotations
 
 import logging

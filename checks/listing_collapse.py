@@ -4,10 +4,15 @@ A wrong prefix, a revoked permission or an outage looks exactly like a mass dele
 it through would tombstone the index and shrink the manifest, so a person must say it is real.
 """
 
-
 import json
 
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    asset_check,
+)
 
 from assets.listing import object_listing
 from assets.partitions import connections_partitions

@@ -3,13 +3,12 @@
 The five checks differ only in the rule they report, so one factory builds them all.
 """
 
-
 import duckdb
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetCheckSeverity,
     MetadataValue,
     asset_check,
 )
@@ -67,9 +66,7 @@ def build_rule_check(rule: str) -> AssetChecksDefinition:
         return AssetCheckResult(
             passed=count == 0,
             severity=AssetCheckSeverity.WARN,
-            description=(
-                f"{count} object(s) break rule '{rule}'" if count else f"no object breaks rule '{rule}'"
-            )
+            description=(f"{count} object(s) break rule '{rule}'" if count else f"no object breaks rule '{rule}'")
             + ("" if in_profile else f" (rule not in profile '{conn.profile}')"),
             metadata={
                 "count": MetadataValue.int(count),

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -48,41 +48,20 @@ def _connection(name: str) -> Connection:
         raise
 
 
-def run_sync(name: str, *, full: bool = False, allow_collapse: bool = False, quiet: bool = False) -> bool:
-    """Run the sync job for one connection in this process; returns False when listing_collapse blocked it."""
-    from dagster import DagsterEventType
-
-    from assets.partitions import connections_partitions
-    from pipelines.definitions import defs
+def _sync(name: str, *, full: bool = False, allow_collapse: bool = False, quiet: bool = False) -> bool:
+    """Run the sync job in process against the local instance; False when listing_collapse blocked it."""
     from pipelines.instance import local_instance
+    from pipelines.runner import run_sync
 
-    instance = local_instance()
-    if not instance.has_dynamic_partition(connections_partitions.name, name):
-        instance.add_dynamic_partitions(connections_partitions.name, [name])
-    run_config: dict[str, Any] = {
-        "ops": {
-            "object_listing": {"config": {"allow_collapse": allow_collapse}},
-            "media_probes": {"config": {"full": full}},
-        },
-        "loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}},
-    }
     os.environ.setdefault("BUCKET_SYNC_PROGRESS", "bar")
-    result = defs.resolve_job_def("sync_connection").execute_in_process(
-        partition_key=name, instance=instance, run_config=run_config, raise_on_error=False
+    outcome = run_sync(
+        name, local_instance(), full=full, allow_collapse=allow_collapse, log_level="WARNING" if quiet else "INFO"
     )
-    for event in result.all_events:
-        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-            evaluation = event.event_specific_data
-            if evaluation.check_name == "listing_collapse" and not evaluation.passed:
-                err.print(f"[bold red]blocked:[/] {evaluation.description}", highlight=False)
-                return False
-    if not result.success:
-        failures = [
-            scrub(str(e.event_specific_data.error.message).strip())
-            for e in result.all_events
-            if e.event_type == DagsterEventType.STEP_FAILURE and e.event_specific_data.error
-        ]
-        _fail(f"sync of '{name}' failed (run {result.run_id}):\n" + "\n".join(failures))
+    if outcome.blocked_by:
+        err.print(f"[bold red]blocked:[/] {outcome.blocked_by}", highlight=False)
+        return False
+    if not outcome.ok:
+        _fail(f"sync of '{name}' failed (run {outcome.result.run_id}):\n" + "\n".join(outcome.failures))
     return True
 
 
@@ -106,7 +85,7 @@ def demo() -> None:
     if not root.exists() or not any(root.iterdir()):
         written = write_demo_dataset(root)
         out.print(f"wrote the demo dataset: {len(written)} objects in {root}")
-    if run_sync("demo", full=False, quiet=True):
+    if _sync("demo", quiet=True):
         _print_summary("demo")
         out.print("Open the Dagster UI on the same instance with: make ui")
 
@@ -122,7 +101,7 @@ def sync(
 ) -> None:
     """Sync one connection: list, probe what changed, judge, write the manifest and the index."""
     _connection(name)
-    if not run_sync(name, full=full, allow_collapse=allow_collapse, quiet=quiet):
+    if not _sync(name, full=full, allow_collapse=allow_collapse, quiet=quiet):
         raise typer.Exit(EXIT_BLOCKED)
     _print_summary(name)
 
@@ -186,13 +165,23 @@ def status() -> None:
     if not rows:
         out.print("nothing indexed yet: run `bucket-sync sync NAME` (or `bucket-sync demo`)")
         return
-    table = Table("connection", "provider", "location", "profile", "last sync", "objects", "deleted", "accepted",
-                  "violations")
+    table = Table(
+        "connection", "provider", "location", "profile", "last sync", "objects", "deleted", "accepted", "violations"
+    )
     for r in rows:
         name = r["name"] + (" (detached)" if r["detached"] else "")
         last = r["last_synced"].strftime("%Y-%m-%d %H:%M:%S") if r["last_synced"] else "never"
-        table.add_row(name, r["provider"], r["location"], r["profile"], last, str(r["objects"]), str(r["deleted"]),
-                      str(r["accepted"]), str(r["violations"]))
+        table.add_row(
+            name,
+            r["provider"],
+            r["location"],
+            r["profile"],
+            last,
+            str(r["objects"]),
+            str(r["deleted"]),
+            str(r["accepted"]),
+            str(r["violations"]),
+        )
     out.print(table)
 
 
@@ -200,8 +189,8 @@ def status() -> None:
 def query(sql: str) -> None:
     """Run a read-only SQL query against the index and print the result."""
     index = MediaIndex()
-    if not Path(index.path).exists():
-        _fail(f"no index at {index.path} yet: run a sync first")
+    if not index.file.exists():
+        _fail(f"no index at {index.file} yet: run a sync first")
     import duckdb
 
     with index.connect(read_only=True) as con:

@@ -2,12 +2,9 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from assets.partitions import connections_partitions
-
 sync_job = define_asset_job(
     name="sync_connection",
     selection=AssetSelection.groups("sync"),
-    partitions_def=connections_partitions,
     description=(
         "List, probe, judge, write the CVAT manifest and index one connection (pick it as the partition). "
         "Run config: media_probes.config.full re-probes everything; object_listing.config.allow_collapse lets a "

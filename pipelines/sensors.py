@@ -1,6 +1,5 @@
 """Sensors that keep the Dagster partitions in step with the catalog."""
 
-
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from assets.partitions import connections_partitions

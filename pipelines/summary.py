@@ -9,9 +9,7 @@ from typing import Any
 from resources.index import MediaIndex
 from resources.storage import SyncHome
 
-EXAMPLE_QUERY = (
-    "SELECT rule, key, message FROM violations WHERE connection = '{name}' ORDER BY rule, key"
-)
+EXAMPLE_QUERY = "SELECT rule, key, message FROM violations WHERE connection = '{name}' ORDER BY rule, key"
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class SyncSummary:
                 f"  bytes read     : {read:,} of {stored:,} stored ({share}) in {s['requests']} requests",
                 f"  manifest       : {self.manifest}  ({self.manifest_images} images)",
                 f"  index          : {self.index}",
-                "  try            : bucket-sync query \"" + EXAMPLE_QUERY.format(name=self.connection) + '"',
+                '  try            : bucket-sync query "' + EXAMPLE_QUERY.format(name=self.connection) + '"',
             ]
         )
 
@@ -70,7 +68,7 @@ def sync_summary(connection: str, index: MediaIndex, home: SyncHome, folder_mark
         folder_markers=folder_markers,
         manifest=manifest,
         manifest_images=images,
-        index=Path(index.path).resolve(),
+        index=index.file,
     )
 
 
@@ -85,7 +83,7 @@ FROM connections c ORDER BY c.name
 
 
 def status_rows(index: MediaIndex) -> list[dict[str, Any]]:
-    if not Path(index.path).exists():
+    if not index.file.exists():
         return []
     with index.connect(read_only=True) as con:
         cursor = con.execute(STATUS_QUERY)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 from dagster import ConfigurableResource
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from resources.secrets import ENV_NAME
 
@@ -220,7 +220,7 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
             "or point BUCKET_SYNC_CATALOG at it"
         )
     try:
-        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 (a SafeLoader subclass)
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_LineLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -250,7 +250,8 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
         if secrets:
             problems.extend(
                 f"{where}, field '{f}': looks like an inline secret; put the value in an environment variable "
-                "and give the variable's name in a field ending in _env" for f in secrets
+                "and give the variable's name in a field ending in _env"
+                for f in secrets
             )
             continue
         try:
@@ -282,12 +283,16 @@ def default_catalog_path() -> str:
 class CatalogResource(ConfigurableResource):
     """The catalog as a Dagster resource, so assets, sensors and schedules all read the same file."""
 
-    path: str = Field(default_factory=default_catalog_path)
-    _catalog: Catalog | None = PrivateAttr(default=None)
+    path: str | None = Field(None, description="catalog file; default $BUCKET_SYNC_CATALOG or ./connections.yaml")
+
+    @property
+    def resolved_path(self) -> str:
+        """Resolved at use, not import, so one code location serves whatever the environment points at."""
+        return self.path or default_catalog_path()
 
     def load(self) -> Catalog:
         """Re-read the file: sensors call this every tick, so an edit is picked up without a redeploy."""
-        return load_catalog(self.path)
+        return load_catalog(self.resolved_path)
 
     def connection(self, name: str) -> Connection:
         return self.load().get(name)

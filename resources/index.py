@@ -143,13 +143,17 @@ def default_index_path() -> str:
 class MediaIndex(ConfigurableResource):
     """The DuckDB index file, opened briefly per write so other readers get their turn."""
 
-    path: str = Field(default_factory=default_index_path)
+    path: str | None = Field(None, description="default $BUCKET_SYNC_HOME/index.duckdb")
     lock_timeout_s: float = 120.0
+
+    @property
+    def file(self) -> Path:
+        return Path(self.path or default_index_path()).resolve()
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the index, waiting out another process's lock instead of failing the step."""
-        path = Path(self.path)
+        path = self.file
         path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_s
         while True:

@@ -43,11 +43,11 @@ def atomic_path(target: Path) -> Iterator[Path]:
 class SyncHome(ConfigurableResource):
     """The folder that holds the index, the manifests and the per-connection snapshots."""
 
-    path: str = Field(default_factory=default_home)
+    path: str | None = Field(None, description="default $BUCKET_SYNC_HOME or ./.bucket-sync")
 
     @property
     def root(self) -> Path:
-        return Path(self.path).resolve()
+        return Path(self.path or default_home()).resolve()
 
     @property
     def index_path(self) -> Path:

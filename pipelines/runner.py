@@ -1,0 +1,66 @@
+"""Run the sync job for one connection in this process, against a given Dagster instance.
+
+The CLI and the integration tests both go through here, so what a test proves is what `bucket-sync sync` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
+
+from assets.partitions import connections_partitions
+
+
+@dataclass
+class SyncOutcome:
+    result: ExecuteInProcessResult
+    blocked_by: str | None = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.result.success and self.blocked_by is None
+
+
+def sync_run_config(*, full: bool = False, allow_collapse: bool = False, log_level: str = "INFO") -> dict[str, Any]:
+    return {
+        "ops": {
+            "object_listing": {"config": {"allow_collapse": allow_collapse}},
+            "media_probes": {"config": {"full": full}},
+        },
+        "loggers": {"console": {"config": {"log_level": log_level}}},
+    }
+
+
+def run_sync(
+    name: str,
+    instance: DagsterInstance,
+    *,
+    full: bool = False,
+    allow_collapse: bool = False,
+    log_level: str = "INFO",
+    tags: dict[str, str] | None = None,
+) -> SyncOutcome:
+    """Materialize the sync assets (and their checks) for partition `name`. Never raises for a failed step."""
+    from pipelines.definitions import defs
+
+    if not instance.has_dynamic_partition(connections_partitions.name, name):
+        instance.add_dynamic_partitions(connections_partitions.name, [name])
+    result = defs.resolve_job_def("sync_connection").execute_in_process(
+        partition_key=name,
+        instance=instance,
+        run_config=sync_run_config(full=full, allow_collapse=allow_collapse, log_level=log_level),
+        raise_on_error=False,
+        tags=tags,
+    )
+    outcome = SyncOutcome(result)
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if evaluation.check_name == "listing_collapse" and not evaluation.passed:
+                outcome.blocked_by = evaluation.description or "listing_collapse"
+        elif event.event_type == DagsterEventType.STEP_FAILURE and event.event_specific_data.error:
+            outcome.failures.append(str(event.event_specific_data.error.message).strip())
+    return outcome

@@ -1,0 +1,61 @@
+"""Fixtures every test may use: an isolated BUCKET_SYNC home and catalog, and a real Dagster instance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster import DagsterInstance, instance_for_test
+
+from resources.index import MediaIndex
+from resources.storage import SyncHome
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Workspace:
+    """A private BUCKET_SYNC_HOME and catalog file, set in the environment for the test's duration."""
+
+    home: Path
+    catalog: Path
+
+    def write_catalog(self, *entries: dict[str, Any]) -> Path:
+        self.catalog.write_text(yaml.safe_dump({"connections": list(entries)}, sort_keys=False))
+        return self.catalog
+
+    @property
+    def index(self) -> MediaIndex:
+        return MediaIndex(path=str(self.home / "index.duckdb"))
+
+    @property
+    def sync_home(self) -> SyncHome:
+        return SyncHome(path=str(self.home))
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.index.connect(read_only=True) as con:
+            return con.execute(sql, params or {}).fetchall()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    home, catalog = tmp_path / "home", tmp_path / "connections.yaml"
+    monkeypatch.setenv("BUCKET_SYNC_HOME", str(home))
+    monkeypatch.setenv("BUCKET_SYNC_CATALOG", str(catalog))
+    monkeypatch.delenv("BUCKET_SYNC_PROGRESS", raising=False)
+    return Workspace(home=home, catalog=catalog)
+
+
+@pytest.fixture
+def dagster_instance() -> Iterator[DagsterInstance]:
+    with instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
