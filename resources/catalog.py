@@ -170,7 +170,8 @@ def _inline_secret_fields(section: str, values: dict[str, Any]) -> list[str]:
         if field == "__line__" or not isinstance(value, str):
             continue
         if field.endswith("_env"):
-            if not ENV_NAME.match(value):
+            # An AWS key id is also a valid variable name, so the credential shapes are tested here too.
+            if not ENV_NAME.match(value) or _INLINE_SECRET.search(value):
                 bad.append(f"{section}.{field}")
         elif _INLINE_SECRET.search(value):
             bad.append(f"{section}.{field}")

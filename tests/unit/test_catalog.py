@@ -1,0 +1,145 @@
+"""The catalog refuses bad input with a message that names the file, the line, the connection and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from resources.catalog import CatalogError, KeyFilter, load_catalog
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "connections.yaml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(CatalogError) as info:
+        load_catalog(write(tmp_path, text))
+    return str(info.value)
+
+
+def test_valid_catalog_normalises_prefix_and_resolves_base_dir(tmp_path: Path) -> None:
+    catalog = load_catalog(
+        write(
+            tmp_path,
+            """
+connections:
+  - name: photos
+    provider: s3
+    bucket: my-photos
+    prefix: datasets/cats
+    include: ["*.jpg"]
+    auth: {mode: keys, access_key_id_env: AWS_KEY, secret_access_key_env: AWS_SECRET}
+  - name: disk
+    provider: local
+    root: ./data
+    profile: cvat
+""",
+        )
+    )
+    photos = catalog.get("photos")
+    assert photos.prefix == "datasets/cats/"
+    assert photos.relative_key("datasets/cats/a/b.jpg") == "a/b.jpg"
+    assert catalog.get("disk").profile == "cvat"
+    assert catalog.get("disk").base_dir == str(tmp_path.resolve())
+
+
+def test_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="BUCKET_SYNC_CATALOG"):
+        load_catalog(tmp_path / "nope.yaml")
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "connections:\n  - name: a\n    provider: [local\n")
+    assert "connections.yaml" in message and "line 4" in message and "malformed YAML" in message
+
+
+def test_unknown_field_is_named_with_its_connection_and_line(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "connections:\n  - name: demo\n    provider: local\n    root: x\n    colour: red\n")
+    assert "connections.yaml:2: connection 'demo', field 'colour': unknown field" in message
+
+
+def test_duplicate_connection_names_point_at_the_first(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        "connections:\n  - name: a\n    provider: local\n    root: x\n  - name: a\n    provider: local\n    root: y\n",
+    )
+    assert "connections.yaml:5: connection 'a': duplicate connection name (first defined at line 2)" in message
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "connections:\n  - name: a\n    name: b\n    provider: local\n    root: x\n")
+    assert "duplicate key 'name'" in message and "line 3" in message
+
+
+@pytest.mark.parametrize(
+    ("auth", "field"),
+    [
+        ("{mode: keys, access_key_id_env: AKIAIOSFODNN7EXAMPLE, secret_access_key_env: S}", "auth.access_key_id_env"),
+        (
+            "{mode: keys, access_key_id_env: K, secret_access_key_env: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY}",
+            "auth.secret_access_key_env",
+        ),
+    ],
+)
+def test_inline_secret_is_refused_without_echoing_it(tmp_path: Path, auth: str, field: str) -> None:
+    message = error_of(
+        tmp_path, f"connections:\n  - name: s\n    provider: s3\n    bucket: my-bucket\n    auth: {auth}\n"
+    )
+    assert f"field '{field}': looks like an inline secret" in message
+    assert "AKIAIOSFODNN7EXAMPLE" not in message and "wJalrXUtnFEMI" not in message
+
+
+def test_secret_given_as_a_value_field_gets_the_env_hint(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        "connections:\n  - name: s\n    provider: s3\n    bucket: my-bucket\n"
+        "    auth: {mode: keys, access_key_id_env: K, secret_access_key_env: S, secret_access_key: hunter2}\n",
+    )
+    assert "auth.secret_access_key" in message and "unknown field" in message
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("name: Bad_Name\n    provider: local\n    root: x", "field 'name': 'Bad_Name' is not a valid connection name"),
+        ("name: a\n    provider: local\n    root: x\n    prefix: /images", "starts with '/'"),
+        ("name: a\n    provider: ftp\n    root: x", "field 'provider'"),
+        ("name: a\n    provider: local", "field 'root': a local connection needs `root`"),
+        ("name: a\n    provider: local\n    root: x\n    profile: vi", "field 'profile'"),
+        ("name: a\n    provider: s3\n    bucket: Bad_Bucket", "field 'bucket': S3 bucket name 'Bad_Bucket'"),
+        ("name: a\n    provider: s3\n    bucket: ok-bucket\n    auth: {mode: magic}", "field 'auth"),
+        ("name: a\n    provider: local\n    root: x\n    schedule: every night", "is not a cron expression"),
+    ],
+)
+def test_each_bad_field_is_named(tmp_path: Path, entry: str, expected: str) -> None:
+    assert expected in error_of(tmp_path, f"connections:\n  - {entry}\n")
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        "connections:\n  - name: a\n    provider: local\n  - name: b\n    provider: local\n    root: x\n    bogus: 1\n",
+    )
+    assert "connection 'a'" in message and "connection 'b'" in message
+
+
+@pytest.mark.parametrize(
+    ("include", "exclude", "key", "kept"),
+    [
+        (("*.jpg",), (), "a/b/c.jpg", True),
+        (("*.jpg",), (), "a/b/c.png", False),
+        (("images/**",), (), "images/x/y.png", True),
+        (("images/*.png",), (), "images/x/y.png", False),
+        ((), ("**/thumbs/**",), "a/thumbs/x.jpg", False),
+        ((), ("**/thumbs/**",), "thumbs/x.jpg", False),
+        ((), ("*.tmp",), "x.jpg", True),
+        (("**/*.jp?g",), (), "deep/a.jpg", False),
+        (("**/*.jp?g",), (), "deep/a.jpeg", True),
+    ],
+)
+def test_key_filter_globs(include: tuple[str, ...], exclude: tuple[str, ...], key: str, kept: bool) -> None:
+    assert KeyFilter(include, exclude)(key) is kept
