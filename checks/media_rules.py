@@ -1,16 +1,19 @@
-"""One asset check per rule on `media_probes`, each owning its rule's rows in the index's `violations` table.
+"""The rule checks on `media_probes`: one asset check per rule, evaluated together in one step.
 
-The five checks differ only in the rule they report, so one factory builds them all.
+They share one step because they share one write: the index's `violations` rows for this connection are swapped for
+every rule in a single transaction, so a reader never sees one rule's new rows beside another rule's old ones.
 """
+
+from collections.abc import Iterator
 
 import duckdb
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
     MetadataValue,
-    asset_check,
+    multi_asset_check,
 )
 
 from assets.partitions import connections_partitions
@@ -37,33 +40,37 @@ def _examples_table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-def build_rule_check(rule: str) -> AssetChecksDefinition:
-    @asset_check(
-        asset=media_probes,
-        name=rule,
-        description=RULE_DESCRIPTIONS[rule],
-        partitions_def=connections_partitions,
-        pool="duckdb_index",
-        blocking=False,
-    )
-    def _check(
-        context: AssetCheckExecutionContext, catalog: CatalogResource, home: SyncHome, index: MediaIndex
-    ) -> AssetCheckResult:
-        name = context.partition_key
-        conn = catalog.connection(name)
-        in_profile = rule in get_profile(conn.profile).rules
-        violations = home.snapshot(name, "violations")
-        count = index.replace_violations(name, rule, violations if in_profile else None)
-        examples: list[tuple[str, str, str]] = []
-        if count:
-            con = duckdb.connect()
-            examples = con.execute(
-                f"SELECT key, message, remediation FROM read_parquet('{violations}') WHERE rule = $r "
-                f"ORDER BY key LIMIT {EXAMPLES}",
-                {"r": rule},
-            ).fetchall()
-            con.close()
-        return AssetCheckResult(
+@multi_asset_check(
+    name="media_rules",
+    specs=[
+        AssetCheckSpec(
+            rule, asset=media_probes, description=RULE_DESCRIPTIONS[rule], partitions_def=connections_partitions
+        )
+        for rule in ALL_RULES
+    ],
+    pool="duckdb_index",
+    can_subset=False,
+)
+def media_rules(
+    context: AssetCheckExecutionContext, catalog: CatalogResource, home: SyncHome, index: MediaIndex
+) -> Iterator[AssetCheckResult]:
+    name = context.partition_key
+    conn = catalog.connection(name)
+    profile = get_profile(conn.profile)
+    violations = home.snapshot(name, "violations")
+    counts = index.replace_violations(name, profile.rules, violations)
+    con = duckdb.connect()
+    for rule in ALL_RULES:
+        in_profile = rule in profile.rules
+        count = counts.get(rule, 0)
+        examples = con.execute(
+            f"SELECT key, message, remediation FROM read_parquet('{violations}') WHERE rule = $r "
+            f"ORDER BY key LIMIT {EXAMPLES}",
+            {"r": rule},
+        ).fetchall()
+        yield AssetCheckResult(
+            asset_key=media_probes.key,
+            check_name=rule,
             passed=count == 0,
             severity=AssetCheckSeverity.WARN,
             description=(f"{count} object(s) break rule '{rule}'" if count else f"no object breaks rule '{rule}'")
@@ -75,8 +82,4 @@ def build_rule_check(rule: str) -> AssetChecksDefinition:
                 "examples": MetadataValue.md(_examples_table(examples)),
             },
         )
-
-    return _check
-
-
-rule_checks = [build_rule_check(rule) for rule in ALL_RULES]
+    con.close()

@@ -32,9 +32,7 @@ def probe_jpeg(reader: RangeReader, facts: MediaFacts) -> None:
         if len(marker) < 2:
             raise ProbeError("truncated JPEG: no SOF marker before end of file")
         if marker[0] != 0xFF:
-            raise ProbeError(
-                f"malformed JPEG: expected a marker at offset {pos}, found byte 0x{marker[0]:02x}"
-            )
+            raise ProbeError(f"malformed JPEG: expected a marker at offset {pos}, found byte 0x{marker[0]:02x}")
         code = marker[1]
         if code == 0xFF:  # fill byte before a marker
             pos += 1
@@ -90,8 +88,6 @@ def _apply_sof(facts: MediaFacts, sof: bytes, orientation: int | None) -> None:
 
 def _check_end(reader: RangeReader) -> None:
     tail = reader.read_at(max(0, reader.size - _TAIL), _TAIL, exact=True)
-    if tail.rstrip(b"\x00").endswith(b"\xff\xd9") or tail.endswith(
-        b"SEFT"
-    ):  # SEFT: Samsung's trailer after EOI
+    if tail.rstrip(b"\x00").endswith(b"\xff\xd9") or tail.endswith(b"SEFT"):  # SEFT: Samsung's trailer after EOI
         return
     raise ProbeError("truncated JPEG: no end-of-image marker")

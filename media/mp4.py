@@ -82,7 +82,7 @@ def _name(raw: bytes) -> str:
 
 def _shown(box_type: str) -> str:
     """Box type for a message: printable as-is, else escaped so hostile bytes cannot garble a log line."""
-    return box_type if box_type.isprintable() else box_type.encode("latin-1").hex()
+    return box_type if box_type.isascii() and box_type.isprintable() else box_type.encode("latin-1").hex()
 
 
 class _Walker:
@@ -120,9 +120,7 @@ class _Walker:
             elif size == 0:
                 size = end - pos
             if size < header:
-                raise ProbeError(
-                    f"box '{_shown(box_type)}' at offset {pos} has an invalid size of {size} bytes"
-                )
+                raise ProbeError(f"box '{_shown(box_type)}' at offset {pos} has an invalid size of {size} bytes")
             if pos + size > end:
                 where = (
                     f"past the end of the file ({file_size} bytes)"
@@ -224,9 +222,7 @@ def _parse_track_leaf(walker: _Walker, box: Box, parent: str, depth: int, track:
         _parse_tkhd(walker.leaf(box, 92), track)
     elif kind == "mdhd" and parent == "mdia":
         track.timescale, track.duration = _header_times(walker.leaf(box, 32))
-    elif (
-        kind == "hdlr" and parent == "mdia"
-    ):  # QuickTime also has a data-handler hdlr in minf: not the media type
+    elif kind == "hdlr" and parent == "mdia":  # QuickTime also has a data-handler hdlr in minf: not the media type
         data = walker.leaf(box, 12)
         if len(data) >= 12:
             track.handler = _name(data[8:12])

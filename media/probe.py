@@ -104,6 +104,13 @@ def _probe_with_pillow(reader: RangeReader, facts: MediaFacts, fmt: str) -> None
         im = _PILLOW_PLUGINS[fmt](fp)
     except ProbeError:
         raise
+    except Image.DecompressionBombError as exc:
+        # Raised by some plugins (GIF) while opening: report it in the same words as the size check below.
+        if fmt == "gif":
+            width, height = (int.from_bytes(reader.read_at(i, 2), "little") for i in (6, 8))
+            facts.width, facts.height = width, height
+            _check_pixel_limit(width, height)
+        raise ProbeError("image declares a frame over the decompression-bomb limit") from exc
     except Exception as exc:
         raise _pillow_failure(fmt, fp, exc) from exc
     width, height = im.size
@@ -143,8 +150,7 @@ def _check_pixel_limit(width: int, height: int) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and width * height > 2 * limit:
         raise ProbeError(
-            f"image declares {width} x {height} pixels, "
-            f"over the decompression-bomb limit ({2 * limit} pixels)"
+            f"image declares {width} x {height} pixels, over the decompression-bomb limit ({2 * limit} pixels)"
         )
 
 

@@ -155,12 +155,7 @@ def exif_orientation(facts: MediaFacts, key: str, profile: Profile) -> list[Viol
 
 
 def mp4_brand(facts: MediaFacts, key: str, profile: Profile) -> list[Violation]:
-    if (
-        facts.error is not None
-        or facts.kind != "video"
-        or facts.format != "mp4"
-        or facts.major_brand == "mp42"
-    ):
+    if facts.error is not None or facts.kind != "video" or facts.format != "mp4" or facts.major_brand == "mp42":
         return []
     return _violation(
         "mp4_brand",
@@ -203,8 +198,7 @@ PROFILES: dict[str, Profile] = {
         image_formats=frozenset({"jpeg", "png", "webp", "bmp", "tiff", "gif"}),
         video_formats=frozenset({"mp4", "mov"}),
         manifest_displayed_size=True,
-        description="CVAT: EXIF-rotated images accepted (the manifest records the displayed size), "
-        "any decodable video",
+        description="CVAT: EXIF-rotated images accepted (the manifest records the displayed size), any decodable video",
     ),
 }
 
@@ -213,9 +207,7 @@ def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown rule profile {name!r}; known profiles: {', '.join(sorted(PROFILES))}"
-        ) from None
+        raise ValueError(f"unknown rule profile {name!r}; known profiles: {', '.join(sorted(PROFILES))}") from None
 
 
 def judge(facts: MediaFacts, key: str, profile: Profile | str) -> list[Violation]:

@@ -50,17 +50,13 @@ def probe_webp(reader: RangeReader, facts: MediaFacts) -> None:
         flags = data[0]
         width = int.from_bytes(data[4:7], "little") + 1
         height = int.from_bytes(data[7:10], "little") + 1
-        orientation = (
-            _find_exif_orientation(reader, min(riff_end, reader.size)) if flags & _VP8X_EXIF else None
-        )
+        orientation = _find_exif_orientation(reader, min(riff_end, reader.size)) if flags & _VP8X_EXIF else None
         _set_size(facts, width, height, "RGBA" if flags & _VP8X_ALPHA else "RGB", orientation)
     else:
         raise ProbeError(f"malformed WebP: first chunk is {chunk!r}, not VP8, VP8L or VP8X")
     # The RIFF header states the file's length, so truncation costs no extra read.
     if riff_end > reader.size:
-        raise ProbeError(
-            f"truncated WebP: RIFF header declares {riff_end} bytes, the object has {reader.size}"
-        )
+        raise ProbeError(f"truncated WebP: RIFF header declares {riff_end} bytes, the object has {reader.size}")
 
 
 def _set_size(facts: MediaFacts, width: int, height: int, mode: str, orientation: int | None) -> None:

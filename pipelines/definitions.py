@@ -7,7 +7,7 @@ from assets.listing import object_listing
 from assets.manifest import cvat_manifest
 from assets.probes import media_probes
 from checks.listing_collapse import listing_collapse
-from checks.media_rules import rule_checks
+from checks.media_rules import media_rules
 from pipelines.jobs import sync_job
 from pipelines.sensors import connection_registry
 from resources.catalog import CatalogResource
@@ -16,7 +16,7 @@ from resources.storage import SyncHome
 
 defs = Definitions(
     assets=[object_listing, media_probes, cvat_manifest, media_index],
-    asset_checks=[listing_collapse, *rule_checks],
+    asset_checks=[listing_collapse, media_rules],
     jobs=[sync_job],
     sensors=[connection_registry],
     resources={"catalog": CatalogResource(), "home": SyncHome(), "index": MediaIndex()},

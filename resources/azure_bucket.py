@@ -176,9 +176,9 @@ class AzureBucket(AzureBlobStorageResource):
     connection: str
     container: str
     account: str
-    auth_mode: Literal[
-        "account_key", "sas", "connection_string", "service_principal", "default", "anonymous"
-    ] = "default"
+    auth_mode: Literal["account_key", "sas", "connection_string", "service_principal", "default", "anonymous"] = (
+        "default"
+    )
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
@@ -197,14 +197,10 @@ class AzureBucket(AzureBlobStorageResource):
                 key = resolve_env(auth.account_key_env, connection=conn.name, field="auth.account_key_env")
                 credential = AzureBlobStorageKeyCredential(key=key)
             elif isinstance(auth, AzureSasAuth):
-                sas = resolve_env(
-                    auth.sas_token_env, connection=conn.name, field="auth.sas_token_env"
-                ).lstrip("?")
+                sas = resolve_env(auth.sas_token_env, connection=conn.name, field="auth.sas_token_env").lstrip("?")
                 credential = AzureBlobStorageSASTokenCredential(token=sas)
             elif isinstance(auth, AzureConnectionStringAuth):
-                text = resolve_env(
-                    auth.connection_string_env, connection=conn.name, field="auth.connection_string_env"
-                )
+                text = resolve_env(auth.connection_string_env, connection=conn.name, field="auth.connection_string_env")
                 account_url, credential = cls._from_connection_string(conn, auth, text, opts, account_url)
             elif isinstance(auth, AzureServicePrincipalAuth):
                 extra["client_secret"] = resolve_env(
@@ -256,9 +252,7 @@ class AzureBucket(AzureBlobStorageResource):
         if parts.get("AccountKey"):
             return account_url, AzureBlobStorageKeyCredential(key=parts["AccountKey"])
         if parts.get("SharedAccessSignature"):
-            return account_url, AzureBlobStorageSASTokenCredential(
-                token=parts["SharedAccessSignature"].lstrip("?")
-            )
+            return account_url, AzureBlobStorageSASTokenCredential(token=parts["SharedAccessSignature"].lstrip("?"))
         raise ConnectionMisconfigured(
             f"connection '{conn.name}': the connection string in {auth.connection_string_env} (named by "
             "auth.connection_string_env) holds neither AccountKey nor SharedAccessSignature; copy the full "
@@ -279,9 +273,7 @@ class AzureBucket(AzureBlobStorageResource):
 
     @property
     def _sas(self) -> str | None:
-        return (
-            self.credential.token if isinstance(self.credential, AzureBlobStorageSASTokenCredential) else None
-        )
+        return self.credential.token if isinstance(self.credential, AzureBlobStorageSASTokenCredential) else None
 
     def _raw_credential(self) -> Any:
         """What azure-storage-blob takes: the named key pair (an IP-style Azurite URL hides the account name
@@ -324,9 +316,7 @@ class AzureBucket(AzureBlobStorageResource):
             elif self._sas:
                 config["sas_key"] = self._sas
             elif self.auth_mode == "service_principal":
-                config.update(
-                    tenant_id=self.tenant_id, client_id=self.client_id, client_secret=self.client_secret
-                )
+                config.update(tenant_id=self.tenant_id, client_id=self.client_id, client_secret=self.client_secret)
             elif self.auth_mode == "anonymous":
                 config["skip_signature"] = True
             else:
@@ -350,9 +340,7 @@ class AzureBucket(AzureBlobStorageResource):
         try:
             with self.get_client() as service:
                 container = service.get_container_client(self.container)
-                pages = container.list_blobs(
-                    name_starts_with=prefix or None, results_per_page=page_size
-                ).by_page()
+                pages = container.list_blobs(name_starts_with=prefix or None, results_per_page=page_size).by_page()
                 for page in pages:
                     rows = []
                     for blob in page:
@@ -393,11 +381,22 @@ class AzureBucket(AzureBlobStorageResource):
         except (FileNotFoundError, NotFoundError):
             raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from None
         except PreconditionError:
-            raise ObjectChanged(f"'{key}' was overwritten after it was listed (its etag changed)") from None
+            raise self._gone_or_changed(key) from None
         except (BaseError, OSError) as exc:
-            raise BucketError(
-                f"connection '{self.connection}': reading '{key}' failed: {scrub(str(exc))}"
-            ) from None
+            raise BucketError(f"connection '{self.connection}': reading '{key}' failed: {scrub(str(exc))}") from None
+
+    def _gone_or_changed(self, key: str) -> ObjectGone | ObjectChanged:
+        """Which failed precondition this was: Azurite answers If-Match on a deleted blob with 412, not 404."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            with self.get_client() as service:
+                service.get_blob_client(self.container, key).get_blob_properties()
+        except ResourceNotFoundError:
+            return ObjectGone(f"'{key}' no longer exists (deleted after it was listed)")
+        except AzureError:
+            pass
+        return ObjectChanged(f"'{key}' was overwritten after it was listed (its etag changed)")
 
     def _sdk_read(self, key: str, start: int, end: int, etag: str | None) -> bytes:
         """Keys obstore would rewrite (`a//b`, a leading or trailing '/') go through the SDK, as stored."""
@@ -416,26 +415,21 @@ class AzureBucket(AzureBlobStorageResource):
         except ResourceNotFoundError:
             raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from None
         except ResourceModifiedError:
-            raise ObjectChanged(f"'{key}' was overwritten after it was listed (its etag changed)") from None
+            raise self._gone_or_changed(key) from None
         except AzureError as exc:
-            raise BucketError(
-                f"connection '{self.connection}': reading '{key}' failed: {scrub(str(exc))}"
-            ) from None
+            raise BucketError(f"connection '{self.connection}': reading '{key}' failed: {scrub(str(exc))}") from None
 
     def _variable_remedy(self) -> str:
         return {
-            "account_key": "check the key in the variable named by auth.account_key_env "
-            "(Access keys in the portal)",
+            "account_key": "check the key in the variable named by auth.account_key_env (Access keys in the portal)",
             "sas": "issue a SAS with Read and List (sp=rl) on the container, valid now, into the variable "
             "named by auth.sas_token_env",
-            "connection_string": "check the connection string in the variable named by "
-            "auth.connection_string_env",
+            "connection_string": "check the connection string in the variable named by auth.connection_string_env",
             "service_principal": "check auth.tenant_id, auth.client_id and the secret in the variable named "
             "by auth.client_secret_env, and " + _ROLE_REMEDY.replace("assign", "assign the app registration"),
             "default": "sign in (az login), or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
             "or run with a managed identity",
-            "anonymous": "the container is not public: set its access level to Blob or Container, or use a "
-            "credential",
+            "anonymous": "the container is not public: set its access level to Blob or Container, or use a credential",
         }[self.auth_mode]
 
     def test(self) -> ConnectionTest:
@@ -449,7 +443,7 @@ class AzureBucket(AzureBlobStorageResource):
         )
 
         def result(status: ConnectionStatus, detail: str, remedy: str = "") -> ConnectionTest:
-            return ConnectionTest(self.connection, "azure", status, scrub(detail), scrub(remedy))
+            return ConnectionTest(self.connection, "azure", status, scrub(detail), remedy)
 
         try:
             from azure.identity import CredentialUnavailableError
@@ -473,21 +467,18 @@ class AzureBucket(AzureBlobStorageResource):
             code = getattr(exc, "error_code", None) or ""
             return result(
                 ConnectionStatus.NOT_FOUND,
-                f"container '{self.container}' does not exist in account '{self.account}' "
-                f"({code or 'not found'})",
+                f"container '{self.container}' does not exist in account '{self.account}' ({code or 'not found'})",
                 "check `bucket` (the container) and options.account",
             )
         except (ClientAuthenticationError, HttpResponseError) as exc:
-            code = getattr(exc, "error_code", None) or str(getattr(exc, "status_code", "") or "")
+            code = getattr(exc, "error_code", None) or getattr(exc, "status_code", None) or type(exc).__name__
             if getattr(exc, "status_code", None) in (401, 403) or isinstance(exc, ClientAuthenticationError):
                 return result(
                     ConnectionStatus.FORBIDDEN,
                     f"the credentials cannot list or read container '{self.container}' ({code})",
                     f"{_ROLE_REMEDY}; {self._variable_remedy()}",
                 )
-            return result(
-                ConnectionStatus.MISCONFIGURED, f"Azure answered {code}: {exc.message}", "check the settings"
-            )
+            return result(ConnectionStatus.MISCONFIGURED, f"Azure answered {code}: {exc.message}", "check the settings")
         except (ServiceRequestError, ServiceResponseError) as exc:
             return result(
                 ConnectionStatus.UNREACHABLE,
@@ -495,7 +486,5 @@ class AzureBucket(AzureBlobStorageResource):
                 "check options.account (the account URL must resolve) and options.endpoint, and that this "
                 "machine can reach it (proxy, firewall, private endpoint DNS)",
             )
-        detail = f"listed container '{self.container}'" + (
-            " and read one blob" if items else " (it is empty)"
-        )
+        detail = f"listed container '{self.container}'" + (" and read one blob" if items else " (it is empty)")
         return result(ConnectionStatus.AVAILABLE, detail)

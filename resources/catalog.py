@@ -28,6 +28,10 @@ _INLINE_SECRET = re.compile(
 )
 
 
+# Identifiers that are long but public (Azure tenant and client ids): never mistaken for a secret.
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
 class CatalogError(ValueError):
     """The catalog cannot be used as written. The message says where and how to fix it."""
 
@@ -173,7 +177,7 @@ def _inline_secret_fields(section: str, values: dict[str, Any]) -> list[str]:
             # An AWS key id is also a valid variable name, so the credential shapes are tested here too.
             if not ENV_NAME.match(value) or _INLINE_SECRET.search(value):
                 bad.append(f"{section}.{field}")
-        elif _INLINE_SECRET.search(value):
+        elif _INLINE_SECRET.search(value) and not _GUID.match(value):
             bad.append(f"{section}.{field}")
     return bad
 

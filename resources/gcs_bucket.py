@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ from resources.bucket import (
     obstore_addressable,
 )
 from resources.catalog import Connection
-from resources.secrets import MissingSecret, resolve_env, scrub
+from resources.secrets import MissingSecret, remember, resolve_env, scrub
 
 #: Read-only scope: a sync never writes to the bucket, so its token should not be able to.
 _READ_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
@@ -49,9 +50,7 @@ _ROLE_REMEDY = (
 class GCSOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     endpoint: str | None = Field(None, description="endpoint override, e.g. a fake-gcs-server emulator")
-    project: str | None = Field(
-        None, description="project for the client (defaults to the credentials' project)"
-    )
+    project: str | None = Field(None, description="project for the client (defaults to the credentials' project)")
     concurrency: int = Field(32, ge=1, le=256)
 
 
@@ -145,6 +144,22 @@ def _generation_from_json_etag(etag: str) -> int | None:
     return None
 
 
+def _remember_key_file_secrets(file: Path) -> None:
+    """The key file's private key is the secret (the variable only holds its path): keep it out of any text."""
+    try:
+        info = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(info, dict):
+        for field in ("private_key", "private_key_id"):
+            if isinstance(info.get(field), str):
+                remember(info[field])
+                # The PEM body is what error messages would quote, line by line.
+                for line in info[field].splitlines():
+                    if not line.startswith("-----"):
+                        remember(line.strip())
+
+
 def _md5_hex(md5_b64: str | None) -> str | None:
     if not md5_b64:
         return None
@@ -185,6 +200,7 @@ class GCSBucket(GCSResource):
                     "auth.key_file_env) points at no file; set it to the path of the service-account JSON key"
                 )
             key_file = str(file)
+            _remember_key_file_secrets(file)
         return cls(
             connection=conn.name,
             bucket=conn.bucket or "",
@@ -212,6 +228,8 @@ class GCSBucket(GCSResource):
             from google.oauth2 import service_account
 
             creds = service_account.Credentials.from_service_account_file(self.key_file, scopes=[_READ_SCOPE])
+            # A self-signed JWT, as object_store sends on the data plane: no round trip to the token endpoint.
+            creds = creds.with_always_use_jwt_access(True)
             return creds, self.project or creds.project_id
         import google.auth
 
@@ -297,8 +315,7 @@ class GCSBucket(GCSResource):
                     yield batch_from_rows(rows)
         except (GoogleAPIError, OSError) as exc:
             raise ConnectionMisconfigured(
-                f"connection '{self.connection}': listing gs://{self.bucket}/{prefix} failed: "
-                f"{scrub(str(exc))}"
+                f"connection '{self.connection}': listing gs://{self.bucket}/{prefix} failed: {scrub(str(exc))}"
             ) from None
 
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
@@ -346,9 +363,7 @@ class GCSBucket(GCSResource):
         except NotFound:
             raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from None
         except PreconditionFailed:
-            raise ObjectChanged(
-                f"'{key}' was overwritten after it was listed (its generation changed)"
-            ) from None
+            raise ObjectChanged(f"'{key}' was overwritten after it was listed (its generation changed)") from None
 
     def test(self) -> ConnectionTest:
         """List one object, then read one byte of it, without retries: the permissions a sync needs."""
@@ -357,7 +372,7 @@ class GCSBucket(GCSResource):
         from google.auth import exceptions as auth_exc
 
         def result(status: ConnectionStatus, detail: str, remedy: str = "") -> ConnectionTest:
-            return ConnectionTest(self.connection, "gcs", status, scrub(detail), scrub(remedy))
+            return ConnectionTest(self.connection, "gcs", status, scrub(detail), remedy)
 
         where = self.endpoint or "storage.googleapis.com"
         try:
@@ -388,9 +403,7 @@ class GCSBucket(GCSResource):
                 "application-default login)",
             )
         except auth_exc.DefaultCredentialsError as exc:
-            return result(
-                ConnectionStatus.MISCONFIGURED, f"no GCS credentials: {exc}", self._credentials_remedy()
-            )
+            return result(ConnectionStatus.MISCONFIGURED, f"no GCS credentials: {exc}", self._credentials_remedy())
         except (
             requests.exceptions.ConnectionError,
             requests.exceptions.Timeout,
@@ -402,8 +415,6 @@ class GCSBucket(GCSResource):
                 "check options.endpoint, and that this machine can reach it (proxy, firewall, DNS)",
             )
         except gexc.GoogleAPIError as exc:
-            return result(
-                ConnectionStatus.MISCONFIGURED, f"GCS answered: {exc}", "check the connection settings"
-            )
+            return result(ConnectionStatus.MISCONFIGURED, f"GCS answered: {exc}", "check the connection settings")
         detail = f"listed bucket '{self.bucket}'" + (" and read one object" if items else " (it is empty)")
         return result(ConnectionStatus.AVAILABLE, detail)

@@ -253,29 +253,31 @@ class MediaIndex(ConfigurableResource):
                 con.execute("ROLLBACK")
                 raise
 
-    def replace_violations(self, connection: str, rule: str, violations: Path | None) -> int:
-        """Swap one connection's rows for one rule in a single transaction; returns how many rows it now has."""
+    def replace_violations(self, connection: str, rules: tuple[str, ...], violations: Path) -> dict[str, int]:
+        """Swap one connection's rows for every rule in one transaction; rules outside `rules` end with no rows.
+
+        Returns the row count per rule now in the index.
+        """
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                con.execute("DELETE FROM violations WHERE connection = $c AND rule = $r", {"c": connection, "r": rule})
-                if violations is not None and violations.exists():
-                    con.execute(
-                        """
-                        INSERT INTO violations
-                        SELECT $c, key, rule, severity, message, remediation, now()
-                        FROM read_parquet($path) WHERE rule = $r
-                        """,
-                        {"c": connection, "r": rule, "path": str(violations)},
-                    )
-                count = con.execute(
-                    "SELECT count(*) FROM violations WHERE connection = $c AND rule = $r", {"c": connection, "r": rule}
-                ).fetchone()[0]
+                con.execute("DELETE FROM violations WHERE connection = $c", {"c": connection})
+                con.execute(
+                    """
+                    INSERT INTO violations
+                    SELECT $c, key, rule, severity, message, remediation, now()
+                    FROM read_parquet($path) WHERE list_contains($rules, rule)
+                    """,
+                    {"c": connection, "path": str(violations), "rules": list(rules)},
+                )
+                counts = con.execute(
+                    "SELECT rule, count(*) FROM violations WHERE connection = $c GROUP BY rule", {"c": connection}
+                ).fetchall()
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return int(count)
+        return {rule: int(n) for rule, n in counts}
 
     def mark_detached(self, attached: list[str]) -> None:
         """Connections no longer in the catalog stay in the index, flagged, with every row they had."""

@@ -133,7 +133,11 @@ class LocalBucket(ConfigurableResource):
             status, detail = ConnectionStatus.NOT_FOUND, f"folder {root} does not exist"
             remedy = "create the folder or fix `root` in the catalog (relative roots resolve from the catalog's folder)"
         elif not root.is_dir():
-            status, detail, remedy = ConnectionStatus.MISCONFIGURED, f"{root} is not a folder", "point `root` at a folder"
+            status, detail, remedy = (
+                ConnectionStatus.MISCONFIGURED,
+                f"{root} is not a folder",
+                "point `root` at a folder",
+            )
         elif not os.access(root, os.R_OK | os.X_OK):
             status, detail = ConnectionStatus.FORBIDDEN, f"folder {root} cannot be listed by this user"
             remedy = "grant read and execute permission on the folder to the user that runs Dagster"

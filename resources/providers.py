@@ -35,9 +35,7 @@ def validate_provider_settings(conn: Connection) -> str | None:
         err = exc.errors()[0]
         parts = [str(p) for p in err["loc"] if not str(p).startswith(("S3", "Local", "GCS", "Azure"))]
         if parts[:1] == ["auth"] and len(parts) > 2 and parts[1] == conn.auth.get("mode"):
-            del parts[
-                1
-            ]  # the discriminated union's tag: 'auth.sas.sas_token_env' reads as 'auth.sas_token_env'
+            del parts[1]  # the discriminated union's tag: 'auth.sas.sas_token_env' reads as 'auth.sas_token_env'
         loc = ".".join(parts)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":

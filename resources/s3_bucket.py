@@ -16,7 +16,13 @@ import boto3
 import pyarrow as pa
 from botocore import UNSIGNED
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+)
 from dagster_aws.s3 import S3Resource
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -40,9 +46,7 @@ class S3Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
     region: str = "us-east-1"
     endpoint: str | None = Field(None, description="custom endpoint for S3-compatible stores and emulators")
-    path_style: bool = Field(
-        False, description="path-style addressing (MinIO, some B2/R2 set-ups, emulators)"
-    )
+    path_style: bool = Field(False, description="path-style addressing (MinIO, some B2/R2 set-ups, emulators)")
     verify_tls: bool = True
     concurrency: int = Field(32, ge=1, le=256)
 
@@ -223,30 +227,36 @@ class S3Bucket(S3Resource):
     def get_client(self) -> Any:
         """boto3 with short timeouts and the addressing style S3-compatible stores need."""
         if self._client is None:
-            session = self._session()
-            # With a role, the key fields are the *source* credentials: the session holds the assumed ones.
-            keys = {} if self.role_arn else {
-                "aws_access_key_id": self.aws_access_key_id,
-                "aws_secret_access_key": self.aws_secret_access_key,
-                "aws_session_token": self.aws_session_token,
-            }  # fmt: skip
-            config = BotoConfig(
-                retries={"max_attempts": self.max_attempts, "mode": "standard"},
-                connect_timeout=min(self.timeout_s, 10),
-                read_timeout=self.timeout_s,
-                s3={"addressing_style": "path" if self.path_style else "auto"},
-                signature_version=UNSIGNED if self.use_unsigned_session else None,
-            )
-            self._client = session.client(
-                "s3",
-                region_name=self.region_name,
-                endpoint_url=self.endpoint_url,
-                use_ssl=self.use_ssl,
-                verify=self.verify,
-                config=config,
-                **keys,
-            )
+            self._client = self._make_client(self.max_attempts)
         return self._client
+
+    def _make_client(self, max_attempts: int) -> Any:
+        """A boto3 S3 client; `max_attempts=1` for a connection test that must answer within seconds."""
+        session = self._session()
+        # With a role, the key fields are the *source* credentials: the session holds the assumed ones.
+        keys: dict[str, Any] = {}
+        if not self.role_arn:
+            keys.update(
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+                aws_session_token=self.aws_session_token,
+            )
+        config = BotoConfig(
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            connect_timeout=min(self.timeout_s, 5),
+            read_timeout=self.timeout_s,
+            s3={"addressing_style": "path" if self.path_style else "auto"},
+            signature_version=UNSIGNED if self.use_unsigned_session else None,
+        )
+        return session.client(
+            "s3",
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url,
+            use_ssl=self.use_ssl,
+            verify=self.verify,
+            config=config,
+            **keys,
+        )
 
     def _obstore(self) -> Any:
         if self._store is None:
@@ -282,9 +292,7 @@ class S3Bucket(S3Resource):
 
     def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
         paginator = self.get_client().get_paginator("list_objects_v2")
-        pages = paginator.paginate(
-            Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
-        )
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size})
         try:
             for page in pages:
                 rows = []
@@ -304,8 +312,7 @@ class S3Bucket(S3Resource):
                     yield batch_from_rows(rows)
         except (ClientError, BotoCoreError) as exc:
             raise ConnectionMisconfigured(
-                f"connection '{self.connection}': listing s3://{self.bucket}/{prefix} failed: "
-                f"{scrub(str(exc))}"
+                f"connection '{self.connection}': listing s3://{self.bucket}/{prefix} failed: {scrub(str(exc))}"
             ) from None
 
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
@@ -326,9 +333,7 @@ class S3Bucket(S3Resource):
             if code in ("NoSuchKey", "404"):
                 raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from None
             if code in ("PreconditionFailed", "412"):
-                raise ObjectChanged(
-                    f"'{key}' was overwritten after it was listed (its etag changed)"
-                ) from None
+                raise ObjectChanged(f"'{key}' was overwritten after it was listed (its etag changed)") from None
             raise
 
     def test(self) -> ConnectionTest:
@@ -338,11 +343,20 @@ class S3Bucket(S3Resource):
             return ConnectionTest(self.connection, "s3", status, scrub(detail), remedy)
 
         try:
-            client = self.get_client()
+            client = self._make_client(max_attempts=1)
             page = client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
             items = page.get("Contents", [])
             if items:
                 client.get_object(Bucket=self.bucket, Key=items[0]["Key"], Range="bytes=0-0")
+        except ConnectionMisconfigured as exc:
+            return result(ConnectionStatus.MISCONFIGURED, str(exc), "check the auth settings of this connection")
+        except (NoCredentialsError, ProfileNotFound) as exc:
+            return result(
+                ConnectionStatus.MISCONFIGURED,
+                f"no AWS credentials: {exc}",
+                "set auth.mode keys (with the key variables), profile, or assume_role, or configure boto3's "
+                "default chain (AWS_PROFILE, instance or container role)",
+            )
         except EndpointConnectionError as exc:
             return result(
                 ConnectionStatus.UNREACHABLE,
@@ -378,9 +392,7 @@ class S3Bucket(S3Resource):
                     f"grant s3:ListBucket on arn:aws:s3:::{self.bucket} and s3:GetObject on "
                     f"arn:aws:s3:::{self.bucket}/*, and check the key id and secret variables",
                 )
-            return result(
-                ConnectionStatus.MISCONFIGURED, f"S3 answered {code}: {exc}", "check the connection settings"
-            )
+            return result(ConnectionStatus.MISCONFIGURED, f"S3 answered {code}: {exc}", "check the connection settings")
         except BotoCoreError as exc:
             return result(
                 ConnectionStatus.UNREACHABLE,

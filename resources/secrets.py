@@ -16,7 +16,9 @@ _known: set[str] = set()
 
 # Credentials that can appear in URLs or connection strings even when we never resolved them ourselves.
 _PATTERNS = [
-    re.compile(r"(?i)(sig|signature|x-amz-signature|x-amz-security-token|x-amz-credential|se|sp|sv|skoid|sktid)=([^&\s\"']+)"),
+    re.compile(
+        r"(?i)(sig|signature|x-amz-signature|x-amz-security-token|x-amz-credential|se|sp|sv|skoid|sktid)=([^&\s\"']+)"
+    ),
     re.compile(r"(?i)(AccountKey|SharedAccessSignature|password|client_secret)=([^;&\s\"']+)"),
 ]
 

@@ -16,6 +16,9 @@ from resources.storage import SyncHome
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Emulator fixtures (fake-gcs-server, Azurite, moto) live in one plugin module so any test can ask for them.
+pytest_plugins = ["tests.integration.provider_fixtures"]
+
 
 @dataclass
 class Workspace:

@@ -102,3 +102,63 @@ class S3TestBucket:
 
 def unique_name(prefix: str = "conn") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class GCSTestBucket:
+    """A bucket on fake-gcs-server, read anonymously through the endpoint override (the emulator checks no auth)."""
+
+    provider = "gcs"
+
+    def __init__(self, endpoint: str, admin: Any) -> None:
+        self.endpoint = endpoint
+        self.bucket = admin.create_bucket(f"bs-{uuid.uuid4().hex[:12]}")
+
+    def entry(self, name: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "provider": "gcs",
+            "bucket": self.bucket.name,
+            "options": {"endpoint": self.endpoint, "project": "test"},
+            "auth": {"mode": "anonymous"},
+            **fields,
+        }
+
+    def put(self, key: str, data: bytes) -> None:
+        self.bucket.blob(key).upload_from_string(data)
+
+    def delete(self, key: str) -> None:
+        self.bucket.blob(key).delete()
+
+    def folder_marker(self, key: str) -> None:
+        self.put(key.rstrip("/") + "/", b"")
+
+
+class AzureTestBucket:
+    """A container on Azurite, read with the development account's key from an environment variable."""
+
+    provider = "azure"
+    KEY_ENV = "BUCKET_SYNC_TEST_AZURE_KEY"
+
+    def __init__(self, server: Any, admin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.server = server
+        self.container = admin.create_container(f"bs-{uuid.uuid4().hex[:12]}")
+        monkeypatch.setenv(self.KEY_ENV, server.extra["key"])
+
+    def entry(self, name: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "provider": "azure",
+            "bucket": self.container.container_name,
+            "options": {"account": self.server.extra["account"], "endpoint": self.server.extra["blob_endpoint"]},
+            "auth": {"mode": "account_key", "account_key_env": self.KEY_ENV},
+            **fields,
+        }
+
+    def put(self, key: str, data: bytes) -> None:
+        self.container.upload_blob(key, data, overwrite=True)
+
+    def delete(self, key: str) -> None:
+        self.container.delete_blob(key)
+
+    def folder_marker(self, key: str) -> None:
+        self.put(key.rstrip("/") + "/", b"")

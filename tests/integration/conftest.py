@@ -1,4 +1,4 @@
-"""Emulators (one per session, on free loopback ports) and the per-provider test buckets."""
+"""Per-provider test buckets: the sync suite asks for `test_bucket` and runs once on each provider."""
 
 from __future__ import annotations
 
@@ -7,10 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.buckets import BucketUnderTest, LocalTestBucket, S3TestBucket
+from tests.integration.buckets import (
+    AzureTestBucket,
+    BucketUnderTest,
+    GCSTestBucket,
+    LocalTestBucket,
+    S3TestBucket,
+)
 from tests.servers import Server, start_moto
 
-PROVIDERS = ["local", "s3"]
+PROVIDERS = ["local", "s3", "gcs", "azure"]
 
 
 @pytest.fixture(scope="session")
@@ -22,9 +28,14 @@ def moto_server(server_logs: Path) -> Iterator[Server]:
 
 @pytest.fixture(params=PROVIDERS)
 def test_bucket(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BucketUnderTest:
-    """A fresh, empty bucket on each provider in turn."""
-    if request.param == "local":
+    """A fresh, empty bucket on each provider in turn, on that provider's emulator."""
+    provider = request.param
+    if provider == "local":
         return LocalTestBucket(tmp_path / "bucket")
-    if request.param == "s3":
+    if provider == "s3":
         return S3TestBucket(request.getfixturevalue("moto_server").endpoint, monkeypatch)
-    raise AssertionError(request.param)
+    if provider == "gcs":
+        return GCSTestBucket(request.getfixturevalue("fake_gcs").endpoint, request.getfixturevalue("gcs_admin"))
+    if provider == "azure":
+        return AzureTestBucket(request.getfixturevalue("azurite"), request.getfixturevalue("azure_admin"), monkeypatch)
+    raise AssertionError(provider)

@@ -143,3 +143,24 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 )
 def test_key_filter_globs(include: tuple[str, ...], exclude: tuple[str, ...], key: str, kept: bool) -> None:
     assert KeyFilter(include, exclude)(key) is kept
+
+
+def test_azure_service_principal_ids_are_not_mistaken_for_secrets(tmp_path: Path) -> None:
+    catalog = load_catalog(
+        write(
+            tmp_path,
+            """
+connections:
+  - name: blobs
+    provider: azure
+    bucket: images
+    options: {account: mystorageacct}
+    auth:
+      mode: service_principal
+      tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
+      client_id: 04b07795-8ddb-461a-bbee-02f9e1bf7b46
+      client_secret_env: AZURE_CLIENT_SECRET
+""",
+        )
+    )
+    assert catalog.get("blobs").auth["tenant_id"].startswith("72f988bf")

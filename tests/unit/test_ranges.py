@@ -16,14 +16,14 @@ KIB = 1024
 class Recorder:
     """A fetch over in-memory bytes that logs every request, so tests assert the exact ranges asked for."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes | memoryview) -> None:
         self.data = data
         self.calls: list[tuple[int, int]] = []
 
     def __call__(self, start: int, end: int) -> bytes:
         assert 0 <= start < end <= len(self.data), f"bad range {start}-{end}"
         self.calls.append((start, end))
-        return self.data[start:end]
+        return bytes(self.data[start:end])
 
 
 def make(size: int, **policy: int) -> tuple[RangeReader, Recorder, bytes]:
@@ -41,13 +41,23 @@ def test_first_read_fetches_the_head_only() -> None:
     assert reader.requests == 1
 
 
-def test_read_past_head_grows_to_64k_in_one_request() -> None:
+def test_read_past_head_grows_by_the_need_plus_slack_in_one_request() -> None:
     reader, rec, data = make(1024 * KIB)
     assert reader.read_at(16 * KIB - 4, 10) == data[16 * KIB - 4 : 16 * KIB + 6]
+    assert rec.calls == [(0, 16 * KIB), (16 * KIB, 16 * KIB + 6 + 16 * KIB)]
+    # Anything inside the grown window is now free.
+    assert reader.read_at(20 * KIB, 10 * KIB) == data[20 * KIB : 30 * KIB]
+    assert reader.requests == 2
+    # Past it, the rest of the first 64 KiB block comes in one more request, never more than 64 KiB in all.
+    assert reader.read_at(50 * KIB, 10 * KIB) == data[50 * KIB : 60 * KIB]
+    assert rec.calls[-1] == (32 * KIB + 6, 64 * KIB)
+    assert (reader.requests, reader.bytes_read) == (3, 64 * KIB)
+
+
+def test_grow_is_capped_at_64k() -> None:
+    reader, rec, data = make(1024 * KIB)
+    assert reader.read_at(10 * KIB, 50 * KIB) == data[10 * KIB : 60 * KIB]
     assert rec.calls == [(0, 16 * KIB), (16 * KIB, 64 * KIB)]
-    # Anything inside the first 64 KiB is now free.
-    assert reader.read_at(30 * KIB, 30 * KIB) == data[30 * KIB : 60 * KIB]
-    assert (reader.requests, reader.bytes_read) == (2, 64 * KIB)
 
 
 def test_far_reads_fetch_aligned_blocks_and_skip_the_grow() -> None:
@@ -90,7 +100,10 @@ def test_object_between_head_and_grow_size_is_read_in_two_requests_at_most() -> 
 
 
 def test_budget_stops_a_reader_before_it_fetches_too_much() -> None:
-    reader, rec, _ = make(100 * 1024 * KIB, max_bytes=256 * KIB)
+    size = 100 * 1024 * KIB
+    rec = Recorder(b"")
+    rec.data = memoryview(bytes(size))  # zeros: cheap to make at this size
+    reader = RangeReader(rec, size, max_bytes=256 * KIB)
     reader.read_at(1024 * KIB, 100 * KIB)  # head + two blocks = 144 KiB
     with pytest.raises(ProbeBudgetExceeded, match=r"over its budget of 262144 bytes"):
         reader.read_at(50 * 1024 * KIB, 200 * KIB)
