@@ -11,7 +11,17 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    DagsterRunStatus,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    RunsFilter,
+    asset,
+)
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 from pydantic import Field
 
 from assets.partitions import connections_partitions
@@ -34,21 +44,51 @@ class ListingConfig(Config):
     )
 
 
+def media_only(batch: pa.RecordBatch, conn: Connection, stats: Counter[str]) -> pa.RecordBatch:
+    """The batch without folder markers, empty keys and glob-filtered keys, which are counted in `stats`."""
+    keys = batch.column("key")
+    # Folder markers and empty keys are structure, not media.
+    marker = pc.or_(pc.ends_with(keys, "/"), pc.equal(pc.utf8_length(keys), 0))
+    stats["folder_markers"] += pc.sum(marker).as_py() or 0
+    batch = batch.filter(pc.invert(marker))
+    if conn.include or conn.exclude:
+        key_filter = conn.key_filter
+        keep = [key_filter(conn.relative_key(k)) for k in batch.column("key").to_pylist()]
+        stats["filtered_out"] += keep.count(False)
+        batch = batch.filter(pa.array(keep, type=pa.bool_()))
+    return batch
+
+
 def media_batches(bucket: Bucket, conn: Connection, stats: Counter[str]) -> Iterator[pa.RecordBatch]:
-    """The provider listing with folder markers, empty keys and glob-filtered keys taken out, counted in `stats`."""
-    key_filter = conn.key_filter
+    """The provider listing, media keys only."""
     for batch in bucket.iter_listing(conn.prefix):
-        keys = batch.column("key")
-        # Folder markers and empty keys are structure, not media.
-        marker = pc.or_(pc.ends_with(keys, "/"), pc.equal(pc.utf8_length(keys), 0))
-        stats["folder_markers"] += pc.sum(marker).as_py() or 0
-        batch = batch.filter(pc.invert(marker))
-        if conn.include or conn.exclude:
-            keep = [key_filter(conn.relative_key(k)) for k in batch.column("key").to_pylist()]
-            stats["filtered_out"] += keep.count(False)
-            batch = batch.filter(pa.array(keep, type=pa.bool_()))
+        batch = media_only(batch, conn, stats)
         if batch.num_rows:
             yield batch
+
+
+# An order-independent fingerprint of a listing: the count and the sum (mod 2^64) of a hash of each object version.
+# Summing makes it computable page by page across sensor ticks, and equal for equal listings in any order.
+_FINGERPRINT_SQL = "SELECT count(*), coalesce(sum(hash(key, coalesce(etag, ''), size)), 0)::VARCHAR FROM {source}"
+
+
+def fingerprint(batch: pa.RecordBatch | pa.Table) -> tuple[int, int]:
+    """(count, digest) of one listing batch."""
+    con = duckdb.connect()
+    con.register("batch", batch)
+    count, digest = con.execute(_FINGERPRINT_SQL.format(source="batch")).fetchone()
+    con.close()
+    return int(count), int(digest) % 2**64
+
+
+def baseline_fingerprint(baseline: Path) -> tuple[int, int] | None:
+    """(count, digest) of the listing the last completed sync indexed, or None before the first sync."""
+    if not baseline.exists():
+        return None
+    con = duckdb.connect()
+    count, digest = con.execute(_FINGERPRINT_SQL.format(source=f"read_parquet('{baseline}')")).fetchone()
+    con.close()
+    return int(count), int(digest) % 2**64
 
 
 def summarize(batches: Iterator[pa.RecordBatch], stats: Counter[str]) -> Iterator[pa.RecordBatch]:
@@ -144,6 +184,26 @@ def diff_listing(listing: Path, baseline: Path, target: Path) -> dict[str, int]:
     return dict(zip(names, (int(v) for v in row), strict=True))
 
 
+ACTIVE_STATUSES = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+
+
+def refuse_overlap(context: AssetExecutionContext, name: str) -> None:
+    """Fail fast if another run is syncing this connection: two syncs would race on its snapshots and baseline.
+
+    The run queue's per-partition limit (dagster.yaml) keeps UI and daemon launches apart; this guard also covers
+    runs that bypass the queue, such as `bucket-sync sync` and tests executing in process.
+    """
+    records = context.instance.get_run_records(
+        RunsFilter(statuses=ACTIVE_STATUSES, tags={PARTITION_NAME_TAG: name}), limit=10
+    )
+    others = [r.dagster_run.run_id for r in records if r.dagster_run.run_id != context.run.run_id]
+    if others:
+        raise Failure(
+            f"connection '{name}' is already being synced by run {others[0]}; wait for it to finish "
+            "(two syncs of one connection never run at once)"
+        )
+
+
 def _preview_table(samples: list[str]) -> str:
     rows = "\n".join(f"| `{k}` |" for k in samples) or "| (none) |"
     return f"| sample keys |\n|---|\n{rows}"
@@ -159,6 +219,7 @@ def object_listing(
     context: AssetExecutionContext, config: ListingConfig, catalog: CatalogResource, home: SyncHome
 ) -> MaterializeResult:
     name = context.partition_key
+    refuse_overlap(context, name)
     conn = catalog.connection(name)
     started_at = datetime.now(UTC)
     bucket = open_bucket(conn)

@@ -22,7 +22,7 @@ from assets.listing import object_listing
 from assets.partitions import connections_partitions
 from assets.progress import Progress
 from media.facts import FACT_COLUMNS, MediaFacts
-from media.probe import probe
+from media.probe import READ_FAILED, probe
 from media.ranges import RangeReader
 from media.rules import ALL_RULES, Profile, get_profile, judge, manifest_size
 from resources.bucket import Bucket
@@ -118,9 +118,11 @@ def _plan(changes: Path, previous: Path, full: bool) -> duckdb.DuckDBPyConnectio
         con.execute("CREATE VIEW plan AS SELECT c.*, 'probe' AS action, NULL::VARCHAR AS facts_key FROM c")
         return con
     con.execute(f"CREATE VIEW p AS SELECT * FROM read_parquet('{previous}')")
+    # A read that failed (network, throttling, object changed mid-read) says nothing about the file: probe it again.
     same_version = (
         "p.key IS NOT NULL AND p.etag IS NOT DISTINCT FROM c.etag AND p.size = c.size "
-        "AND p.last_modified IS NOT DISTINCT FROM c.last_modified"
+        "AND p.last_modified IS NOT DISTINCT FROM c.last_modified "
+        f"AND coalesce(p.error, '') NOT LIKE '{READ_FAILED}%'"
     )
     con.execute(
         f"""
@@ -129,6 +131,7 @@ def _plan(changes: Path, previous: Path, full: bool) -> duckdb.DuckDBPyConnectio
                CASE WHEN {same_version} THEN 'carried' WHEN m.key IS NOT NULL THEN 'moved' ELSE 'probe' END AS action,
                CASE WHEN {same_version} THEN p.key WHEN m.key IS NOT NULL THEN m.key END AS facts_key
         FROM c LEFT JOIN p ON p.key = c.key LEFT JOIN p AS m ON m.key = c.moved_from AND m.size = c.size
+            AND coalesce(m.error, '') NOT LIKE '{READ_FAILED}%'
         """
     )
     return con

@@ -11,6 +11,7 @@ can never make us download a whole large object.
 from __future__ import annotations
 
 import io
+import time
 from bisect import bisect_right
 from collections.abc import Callable
 
@@ -30,6 +31,20 @@ class RangeReadError(Exception):
     """
 
 
+class ProbeDeadlineExceeded(RangeReadError):
+    """The probe of one object ran past its deadline; raised before the next request instead of sending it.
+
+    A read failure, not a verdict on the file (a slow or throttled service caused it), so the prober records it as
+    "read failed: ..." and the next sync probes the object again.
+    """
+
+
+#: Seconds one object's probe may take, across all its requests, before it gives up. Each request is bounded by its
+#: provider's timeout and retry window (resources/bucket.py), so one stuck object costs at most this plus one
+#: request's retries and never stalls a sync.
+DEFAULT_DEADLINE_S = 120.0
+
+
 class RangeReader:
     """Serve `read_at(offset, length)` from as few ranged fetches as the policy allows, caching what was
     fetched.
@@ -45,6 +60,8 @@ class RangeReader:
         block: int = 64 * 1024,
         max_bytes: int = 8 * 1024 * 1024,
         grow_slack: int = 16 * 1024,
+        deadline_s: float | None = DEFAULT_DEADLINE_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
@@ -57,6 +74,9 @@ class RangeReader:
         self._block = block
         self._max_bytes = max_bytes
         self._grow_slack = grow_slack
+        self._deadline_s = deadline_s
+        self._clock = clock
+        self._started: float | None = None  # the clock starts at the first request, not at construction
         self._head_done = False
         self._grow_done = False
         # Disjoint, sorted cached segments: parallel lists of starts and their bytes.
@@ -152,6 +172,7 @@ class RangeReader:
                 f"probe would read {self.bytes_read + n} bytes, over its budget of {self._max_bytes} bytes "
                 f"(needed bytes {start}-{end} of a {self._size}-byte object)"
             )
+        self._check_deadline(start, end)
         try:
             data = self._fetch(start, end)
         except Exception as exc:
@@ -161,6 +182,18 @@ class RangeReader:
             raise RangeReadError(f"read of bytes {start}-{end} returned {len(data)} bytes instead of {n}")
         self.bytes_read += n
         self._insert(start, bytes(data))
+
+    def _check_deadline(self, start: int, end: int) -> None:
+        now = self._clock()
+        if self._started is None:
+            self._started = now
+            return
+        elapsed = now - self._started
+        if self._deadline_s is not None and elapsed > self._deadline_s:
+            raise ProbeDeadlineExceeded(
+                f"probe gave up after {elapsed:.0f} s (deadline {self._deadline_s:.0f} s), before reading bytes "
+                f"{start}-{end}; {self.requests} requests had answered"
+            )
 
     def _insert(self, start: int, data: bytes) -> None:
         i = bisect_right(self._starts, start)

@@ -9,7 +9,8 @@ from assets.probes import media_probes
 from checks.listing_collapse import listing_collapse
 from checks.media_rules import media_rules
 from pipelines.jobs import sync_job
-from pipelines.sensors import connection_registry
+from pipelines.schedules import build_connection_schedules
+from pipelines.sensors import bucket_changes, connection_registry
 from resources.catalog import CatalogResource
 from resources.index import MediaIndex
 from resources.storage import SyncHome
@@ -18,6 +19,7 @@ defs = Definitions(
     assets=[object_listing, media_probes, cvat_manifest, media_index],
     asset_checks=[listing_collapse, media_rules],
     jobs=[sync_job],
-    sensors=[connection_registry],
+    sensors=[connection_registry, bucket_changes],
+    schedules=build_connection_schedules(),
     resources={"catalog": CatalogResource(), "home": SyncHome(), "index": MediaIndex()},
 )

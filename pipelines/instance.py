@@ -11,12 +11,20 @@ from pathlib import Path
 from dagster import DagsterInstance
 
 # Pools cap concurrent steps across runs: every DuckDB index writer shares `duckdb_index`, one at a time.
+# The run queue starts at most one run per partition (connection), so a double click or a sensor firing during a
+# scheduled sync queues the second sync instead of racing the first; different connections still run side by side.
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
 concurrency:
   pools:
     default_limit: 1
+  runs:
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
 """
 
 

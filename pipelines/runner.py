@@ -5,10 +5,11 @@ The CLI and the integration tests both go through here, so what a test proves is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
+from dagster import AssetKey, DagsterEventType, DagsterInstance, ExecuteInProcessResult
 
 from assets.partitions import connections_partitions
 
@@ -42,8 +43,12 @@ def run_sync(
     allow_collapse: bool = False,
     log_level: str = "INFO",
     tags: dict[str, str] | None = None,
+    only: Sequence[str] | None = None,
 ) -> SyncOutcome:
-    """Materialize the sync assets (and their checks) for partition `name`. Never raises for a failed step."""
+    """Materialize the sync assets (and their checks) for partition `name`. Never raises for a failed step.
+
+    `only` names a subset of the assets (e.g. ["object_listing"]) for tests that change the bucket between steps.
+    """
     from pipelines.definitions import defs
 
     if not instance.has_dynamic_partition(connections_partitions.name, name):
@@ -54,6 +59,7 @@ def run_sync(
         run_config=sync_run_config(full=full, allow_collapse=allow_collapse, log_level=log_level),
         raise_on_error=False,
         tags=tags,
+        asset_selection=[AssetKey(a) for a in only] if only else None,
     )
     outcome = SyncOutcome(result)
     for event in result.all_events:

@@ -1,25 +1,145 @@
-"""Sensors that keep the Dagster partitions in step with the catalog."""
+"""Sensors: keep partitions in step with the catalog, and notice bucket changes for connections that ask for it."""
 
-from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
+import json
+from collections import Counter
+from typing import Any
 
+from dagster import (
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+from assets.listing import baseline_fingerprint, fingerprint, media_only
 from assets.partitions import connections_partitions
+from pipelines.jobs import sync_job
+from resources.bucket import BucketError
 from resources.catalog import CatalogError, CatalogResource
+from resources.index import MediaIndex
+from resources.providers import open_bucket
+from resources.secrets import scrub
+from resources.storage import SyncHome
+
+#: How many keys the change sensor lists per watched connection per tick. A bucket larger than this is walked over
+#: several ticks, so one evaluation stays well inside the sensor timeout however big the bucket is.
+KEYS_PER_TICK = 10_000
+PAGE_SIZE = 1000
+
+ACTIVE = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+def sync_in_flight(instance: DagsterInstance, name: str) -> bool:
+    """A sync of this connection is queued or running: requesting another would only queue behind it."""
+    return bool(instance.get_run_records(RunsFilter(statuses=ACTIVE, tags={PARTITION_NAME_TAG: name}), limit=1))
 
 
 @sensor(
     name="connection_registry",
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Adds every catalog connection as a partition. Removing an entry never deletes what is indexed.",
+    description=(
+        "Adds every catalog connection as a partition, and marks connections removed from the catalog as detached "
+        "in the index. Removing an entry never deletes its partition's history or its index rows."
+    ),
 )
-def connection_registry(context: SensorEvaluationContext, catalog: CatalogResource) -> SensorResult | SkipReason:
+def connection_registry(
+    context: SensorEvaluationContext, catalog: CatalogResource, index: MediaIndex
+) -> SensorResult | SkipReason:
     try:
-        names = set(catalog.load().connections)
+        names = sorted(catalog.load().connections)
     except CatalogError as exc:
         return SkipReason(f"catalog is invalid, partitions left as they are:\n{exc}")
+    if index.file.exists():
+        index.mark_detached(names)
     known = set(context.instance.get_dynamic_partitions(connections_partitions.name))
-    added = sorted(names - known)
+    added = [n for n in names if n not in known]
+    detached = sorted(known - set(names))
+    if detached:
+        context.log.info(f"detached (kept, no longer in the catalog): {', '.join(detached)}")
     if not added:
         return SkipReason(f"all {len(names)} catalog connections are partitions already")
     context.log.info(f"adding partitions: {', '.join(added)}")
     return SensorResult(dynamic_partitions_requests=[connections_partitions.build_add_request(added)])
+
+
+@sensor(
+    name="bucket_changes",
+    job=sync_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        f"For connections with `watch: true`: pages through the listing ({KEYS_PER_TICK} keys per connection per "
+        "tick, resuming across ticks) and requests a sync when it differs from the last synced listing. The run key "
+        "is derived from what it saw, so the same change never starts two runs."
+    ),
+)
+def bucket_changes(
+    context: SensorEvaluationContext, catalog: CatalogResource, home: SyncHome
+) -> SensorResult | SkipReason:
+    try:
+        watched = [c for c in catalog.load().connections.values() if c.watch]
+    except CatalogError as exc:
+        return SkipReason(f"catalog is invalid:\n{exc}")
+    if not watched:
+        return SkipReason("no connection has `watch: true`")
+    cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
+    requests: list[RunRequest] = []
+    notes: list[str] = []
+    for conn in watched:
+        state = cursor.get(conn.name) or {"token": None, "count": 0, "digest": 0}
+        try:
+            bucket = open_bucket(conn)
+            budget = KEYS_PER_TICK
+            done = False
+            while budget > 0 and not done:
+                batch, token = bucket.list_page(conn.prefix, state["token"], min(PAGE_SIZE, budget))
+                budget -= max(batch.num_rows, 1)
+                count, digest = fingerprint(media_only(batch, conn, Counter()))
+                state = {
+                    "token": token,
+                    "count": state["count"] + count,
+                    "digest": (state["digest"] + digest) % 2**64,
+                }
+                done = token is None
+        except (BucketError, OSError) as exc:
+            notes.append(f"{conn.name}: listing failed, will retry next tick: {scrub(str(exc))}")
+            cursor.pop(conn.name, None)
+            continue
+        if not done:
+            cursor[conn.name] = state
+            notes.append(f"{conn.name}: {state['count']} keys seen so far, continuing next tick")
+            continue
+        cursor.pop(conn.name, None)  # the pass is complete: the next tick starts a fresh one
+        seen = (state["count"], state["digest"])
+        synced = baseline_fingerprint(home.snapshot(conn.name, "baseline"))
+        if seen == synced:
+            notes.append(f"{conn.name}: unchanged ({seen[0]} objects)")
+        elif sync_in_flight(context.instance, conn.name):
+            notes.append(f"{conn.name}: changed, but a sync is already queued or running")
+        else:
+            notes.append(f"{conn.name}: changed ({synced[0] if synced else 0} -> {seen[0]} objects), sync requested")
+            requests.append(
+                RunRequest(
+                    run_key=f"{conn.name}:{seen[0]}:{seen[1]:016x}",
+                    partition_key=conn.name,
+                    tags={"bucket-sync/trigger": "bucket_changes"},
+                )
+            )
+    context.update_cursor(json.dumps(cursor))
+    for note in notes:
+        context.log.info(note)
+    if not requests:
+        return SkipReason("; ".join(notes) or "nothing to do")
+    return SensorResult(run_requests=requests)

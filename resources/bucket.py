@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +31,42 @@ LISTING_SCHEMA = pa.schema(
         pa.field("content_md5", pa.string()),
     ]
 )
+
+
+#: Request policy shared by every provider. A sync runs for hours against services that throttle and drop
+#: connections: each request has a timeout, transient failures (connection reset, 429, 500, 502, 503, 504, timeouts
+#: of reads) are retried with exponential backoff and jitter, and one read's retries are bounded in time so a stuck
+#: object costs at most about `RETRY_WINDOW_S + REQUEST_TIMEOUT_S` before it becomes a "read failed" fact.
+REQUEST_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 5.0
+MAX_RETRIES = 5
+RETRY_INITIAL_BACKOFF_S = 0.2
+RETRY_MAX_BACKOFF_S = 10.0
+RETRY_WINDOW_S = 60.0
+#: Listing is one sequence of pages that the whole sync waits on, so it may wait longer than one object read.
+LISTING_RETRY_WINDOW_S = 120.0
+
+
+def obstore_client_options(endpoint: str | None, timeout_s: float = REQUEST_TIMEOUT_S) -> dict[str, object]:
+    """obstore ClientConfig: a timeout on every request and every connect; plain HTTP only for http:// endpoints."""
+    return {
+        "allow_http": bool(endpoint and endpoint.startswith("http://")),
+        "timeout": timedelta(seconds=timeout_s),
+        "connect_timeout": timedelta(seconds=min(timeout_s, CONNECT_TIMEOUT_S)),
+    }
+
+
+def obstore_retry_config() -> dict[str, object]:
+    """obstore RetryConfig: object_store retries 5xx, 429, dropped connections and read timeouts of GETs."""
+    return {
+        "max_retries": MAX_RETRIES,
+        "retry_timeout": timedelta(seconds=RETRY_WINDOW_S),
+        "backoff": {
+            "init_backoff": timedelta(seconds=RETRY_INITIAL_BACKOFF_S),
+            "max_backoff": timedelta(seconds=RETRY_MAX_BACKOFF_S),
+            "base": 2,
+        },
+    }
 
 
 class ConnectionStatus(StrEnum):
@@ -63,6 +100,14 @@ class ConnectionMisconfigured(BucketError):
     """The catalog entry or its environment cannot produce a working client (unset variable, bad name)."""
 
 
+class ListingFailed(ConnectionMisconfigured):
+    """The listing still failed after every retry (outage, throttling that did not let up, revoked access).
+
+    A partial listing must never be diffed as deletions, so this fails the run, naming the connection. It subclasses
+    ConnectionMisconfigured only so callers written before it (the CLI's preview) keep catching it.
+    """
+
+
 class ObjectGone(BucketError):
     """The object was listed but no longer exists when read (deleted between listing and probe)."""
 
@@ -85,6 +130,13 @@ class Bucket(Protocol):
         """Stream every object under `prefix`, exactly as stored, as batches of LISTING_SCHEMA.
 
         Folder markers (keys ending in `/`) are included; the listing asset decides what is media.
+        """
+        ...
+
+    def list_page(self, prefix: str, token: str | None, page_size: int = 1000) -> tuple[pa.RecordBatch, str | None]:
+        """One page of the listing and the token that resumes after it (None at the end).
+
+        Tokens are opaque and survive a process restart, so a sensor can page through a huge bucket across ticks.
         """
         ...
 

@@ -27,13 +27,22 @@ from dagster_gcp.gcs import GCSResource
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from resources.bucket import (
+    CONNECT_TIMEOUT_S,
+    LISTING_RETRY_WINDOW_S,
+    REQUEST_TIMEOUT_S,
+    RETRY_INITIAL_BACKOFF_S,
+    RETRY_MAX_BACKOFF_S,
+    RETRY_WINDOW_S,
     ConnectionMisconfigured,
     ConnectionStatus,
     ConnectionTest,
+    ListingFailed,
     ObjectChanged,
     ObjectGone,
     batch_from_rows,
     obstore_addressable,
+    obstore_client_options,
+    obstore_retry_config,
 )
 from resources.catalog import Connection
 from resources.secrets import MissingSecret, remember, resolve_env, scrub
@@ -160,6 +169,16 @@ def _remember_key_file_secrets(file: Path) -> None:
                         remember(line.strip())
 
 
+def _retry(window_s: float) -> Any:
+    """google-cloud-storage's own retry predicate (429, 500, 502, 503, 504, connection errors, timeouts) with our
+    backoff, bounded to `window_s` in total."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_delay(
+        initial=RETRY_INITIAL_BACKOFF_S, maximum=RETRY_MAX_BACKOFF_S, multiplier=2.0
+    ).with_timeout(window_s)
+
+
 def _md5_hex(md5_b64: str | None) -> str | None:
     if not md5_b64:
         return None
@@ -177,7 +196,7 @@ class GCSBucket(GCSResource):
     auth_mode: Literal["service_account", "default", "anonymous"] = "default"
     key_file: str | None = None
     endpoint: str | None = None
-    timeout_s: float = 30.0
+    timeout_s: float = REQUEST_TIMEOUT_S
     _store: Any = PrivateAttr(default=None)
     _client: Any = PrivateAttr(default=None)
 
@@ -282,13 +301,12 @@ class GCSBucket(GCSResource):
                 from obstore.auth.google import GoogleCredentialProvider
 
                 provider = GoogleCredentialProvider(self._credentials()[0])
-            client_options = {
-                "allow_http": bool(self.endpoint and self.endpoint.startswith("http://")),
-                "timeout": f"{int(self.timeout_s)}s",
-                "connect_timeout": "5s",
-            }
             self._store = GCSStore(
-                self.bucket, config=config, client_options=client_options, credential_provider=provider
+                self.bucket,
+                config=config,
+                client_options=obstore_client_options(self.endpoint, self.timeout_s),  # type: ignore[arg-type]
+                retry_config=obstore_retry_config(),  # type: ignore[arg-type]
+                credential_provider=provider,
             )
         return self._store
 
@@ -297,7 +315,11 @@ class GCSBucket(GCSResource):
 
         try:
             blobs = self.get_client().list_blobs(
-                self.bucket, prefix=prefix or None, page_size=page_size, timeout=(5, self.timeout_s)
+                self.bucket,
+                prefix=prefix or None,
+                page_size=page_size,
+                timeout=self._timeout,
+                retry=_retry(LISTING_RETRY_WINDOW_S),
             )
             for page in blobs.pages:
                 rows = [
@@ -314,9 +336,15 @@ class GCSBucket(GCSResource):
                 if rows:
                     yield batch_from_rows(rows)
         except (GoogleAPIError, OSError) as exc:
-            raise ConnectionMisconfigured(
-                f"connection '{self.connection}': listing gs://{self.bucket}/{prefix} failed: {scrub(str(exc))}"
+            raise ListingFailed(
+                f"connection '{self.connection}': listing gs://{self.bucket}/{prefix} failed after retrying for up "
+                f"to {LISTING_RETRY_WINDOW_S:.0f} s: {scrub(str(exc))}"
             ) from None
+
+    @property
+    def _timeout(self) -> tuple[float, float]:
+        """(connect, read) timeouts for google-cloud-storage requests."""
+        return (min(self.timeout_s, CONNECT_TIMEOUT_S), self.timeout_s)
 
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         if obstore_addressable(key):
@@ -350,7 +378,7 @@ class GCSBucket(GCSResource):
 
         bucket = self.get_client().bucket(self.bucket)
         try:
-            blob = bucket.get_blob(key, timeout=(5, self.timeout_s))
+            blob = bucket.get_blob(key, timeout=self._timeout, retry=_retry(RETRY_WINDOW_S))
             if blob is None:
                 raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)")
             if etag and blob.etag != etag:
@@ -358,7 +386,11 @@ class GCSBucket(GCSResource):
             if end <= start:
                 return b""
             return blob.download_as_bytes(
-                start=start, end=end - 1, if_generation_match=blob.generation, timeout=(5, self.timeout_s)
+                start=start,
+                end=end - 1,
+                if_generation_match=blob.generation,
+                timeout=self._timeout,
+                retry=_retry(RETRY_WINDOW_S),
             )
         except NotFound:
             raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from None

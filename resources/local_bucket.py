@@ -65,14 +65,18 @@ class LocalBucket(ConfigurableResource):
         return path == root or root in path.parents
 
     def _walk(self, folder: Path, rel: str) -> Iterator[tuple[str, os.stat_result | None]]:
-        """Depth-first, sorted, never leaving the root: symlinks are followed only where they stay inside it."""
+        """Depth-first in key order, never leaving the root: symlinks are followed only where they stay inside it.
+
+        Entries sort by their key as a bucket would list it (a folder as `name/`), so the walk yields keys in the
+        same byte order as S3, GCS and Azure, and a listing can resume after any key.
+        """
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            entries = list(os.scandir(folder))
         except OSError:
             return
         if not entries and rel:
             yield rel, None  # an empty folder is this provider's folder marker
-        for entry in entries:
+        for entry in sorted(entries, key=lambda e: e.name + "/" if e.is_dir() else e.name):
             key = f"{rel}{entry.name}"
             if entry.is_symlink() and not self._inside(Path(entry.path).resolve()):
                 continue
@@ -84,28 +88,43 @@ class LocalBucket(ConfigurableResource):
             except OSError:
                 continue
 
-    def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
+    @staticmethod
+    def _row(key: str, st: os.stat_result | None) -> dict[str, object]:
+        if st is None:
+            return {"key": key, "size": 0}  # a folder marker: its key already ends in "/"
+        return {
+            "key": key,
+            "size": st.st_size,
+            "etag": local_etag(st),
+            "last_modified": datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC),
+        }
+
+    def _keys(self, prefix: str) -> Iterator[tuple[str, os.stat_result | None]]:
         start = self._root / prefix if prefix else self._root
-        if not start.is_dir():
-            return
+        if start.is_dir():
+            yield from self._walk(start, prefix)
+
+    def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
         rows: list[dict[str, object]] = []
-        for key, st in self._walk(start, prefix):
-            if st is None:
-                rows.append({"key": key + "/", "size": 0})
-            else:
-                rows.append(
-                    {
-                        "key": key,
-                        "size": st.st_size,
-                        "etag": local_etag(st),
-                        "last_modified": datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC),
-                    }
-                )
+        for key, st in self._keys(prefix):
+            rows.append(self._row(key, st))
             if len(rows) >= page_size:
                 yield batch_from_rows(rows)
                 rows = []
         if rows:
             yield batch_from_rows(rows)
+
+    def list_page(self, prefix: str, token: str | None, page_size: int = 1000) -> tuple[pa.RecordBatch, str | None]:
+        """The token is the last key served; the walk skips up to it (a folder walk has no server-side cursor)."""
+        rows: list[dict[str, object]] = []
+        for key, st in self._keys(prefix):
+            row = self._row(key, st)
+            if token is not None and str(row["key"]) <= token:
+                continue
+            if len(rows) == page_size:
+                return batch_from_rows(rows), str(rows[-1]["key"])
+            rows.append(row)
+        return batch_from_rows(rows), None
 
     def _path(self, key: str) -> Path:
         path = (self._root / key).resolve()

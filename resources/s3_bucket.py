@@ -27,14 +27,20 @@ from dagster_aws.s3 import S3Resource
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from resources.bucket import (
+    CONNECT_TIMEOUT_S,
+    MAX_RETRIES,
+    REQUEST_TIMEOUT_S,
     ConnectionMisconfigured,
     ConnectionStatus,
     ConnectionTest,
+    ListingFailed,
     ObjectChanged,
     ObjectGone,
     batch_from_rows,
     obstore_addressable,
+    obstore_client_options,
     obstore_read,
+    obstore_retry_config,
 )
 from resources.catalog import Connection
 from resources.secrets import MissingSecret, resolve_env, scrub
@@ -146,7 +152,7 @@ class S3Bucket(S3Resource):
     connection: str
     bucket: str
     path_style: bool = False
-    timeout_s: float = 30.0
+    timeout_s: float = REQUEST_TIMEOUT_S
     role_arn: str | None = None
     external_id: str | None = None
     role_session_name: str | None = None
@@ -194,6 +200,7 @@ class S3Bucket(S3Resource):
             path_style=opts.path_style,
             verify=opts.verify_tls,
             use_unsigned_session=isinstance(auth, S3AnonymousAuth),
+            max_attempts=MAX_RETRIES + 1,
             **values,
         )
 
@@ -241,9 +248,11 @@ class S3Bucket(S3Resource):
                 aws_secret_access_key=self.aws_secret_access_key,
                 aws_session_token=self.aws_session_token,
             )
+        # "standard" retries connection errors, read timeouts, 500/502/503/504 and throttling codes (SlowDown,
+        # 429 Too Many Requests) with exponential backoff and jitter; `max_attempts` counts the first try.
         config = BotoConfig(
             retries={"max_attempts": max_attempts, "mode": "standard"},
-            connect_timeout=min(self.timeout_s, 5),
+            connect_timeout=min(self.timeout_s, CONNECT_TIMEOUT_S),
             read_timeout=self.timeout_s,
             s3={"addressing_style": "path" if self.path_style else "auto"},
             signature_version=UNSIGNED if self.use_unsigned_session else None,
@@ -280,13 +289,12 @@ class S3Bucket(S3Resource):
                 config["secret_access_key"] = self.aws_secret_access_key
                 if self.aws_session_token:
                     config["token"] = self.aws_session_token
-            client_options = {
-                "allow_http": bool(self.endpoint_url and self.endpoint_url.startswith("http://")),
-                "timeout": f"{int(self.timeout_s)}s",
-                "connect_timeout": "5s",
-            }
             self._store = S3Store(
-                self.bucket, config=config, client_options=client_options, credential_provider=provider
+                self.bucket,
+                config=config,
+                client_options=obstore_client_options(self.endpoint_url, self.timeout_s),  # type: ignore[arg-type]
+                retry_config=obstore_retry_config(),  # type: ignore[arg-type]
+                credential_provider=provider,
             )
         return self._store
 
@@ -311,8 +319,9 @@ class S3Bucket(S3Resource):
                 if rows:
                     yield batch_from_rows(rows)
         except (ClientError, BotoCoreError) as exc:
-            raise ConnectionMisconfigured(
-                f"connection '{self.connection}': listing s3://{self.bucket}/{prefix} failed: {scrub(str(exc))}"
+            raise ListingFailed(
+                f"connection '{self.connection}': listing s3://{self.bucket}/{prefix} failed after "
+                f"{self.max_attempts} attempts: {scrub(str(exc))}"
             ) from None
 
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:

@@ -80,11 +80,12 @@ def test_unknown_connection_lists_the_known_ones(workspace: Workspace, local_cat
     assert done.returncode == 2 and "no connection named 'nope' (known: disk, gone)" in done.stderr
 
 
-def test_definitions_validate() -> None:
+def test_definitions_validate(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "dagster"
     done = subprocess.run(
         [str(exe), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=300,
