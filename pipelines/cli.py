@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from resources.bucket import ConnectionMisconfigured, ConnectionStatus, ConnectionTest
+from resources.bucket import ConnectionMisconfigured
 from resources.catalog import CatalogError, CatalogResource, Connection
 from resources.index import MediaIndex
 from resources.providers import open_bucket
@@ -137,13 +137,9 @@ def preview(name: str, as_json: Annotated[bool, typer.Option("--json")] = False)
 @app.command("test")
 def test_connection(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Test a connection: prints one status (AVAILABLE, NOT_FOUND, FORBIDDEN, UNREACHABLE, MISCONFIGURED)."""
-    conn = _connection(name)
-    try:
-        outcome = open_bucket(conn).test()
-    except ConnectionMisconfigured as exc:
-        outcome = ConnectionTest(
-            name, conn.provider, ConnectionStatus.MISCONFIGURED, str(exc), "set the variable, then test again"
-        )
+    from resources.providers import test_connection as run_connection_test
+
+    outcome = run_connection_test(_connection(name))
     if as_json:
         payload = {**outcome.__dict__, "status": outcome.status.value}
         sys.stdout.write(scrub(json.dumps(payload, indent=2)) + "\n")

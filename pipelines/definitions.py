@@ -8,6 +8,7 @@ from assets.manifest import cvat_manifest
 from assets.probes import media_probes
 from checks.listing_collapse import listing_collapse
 from checks.media_rules import media_rules
+from pipelines.connection_test import test_connection_job
 from pipelines.jobs import sync_job
 from pipelines.schedules import build_connection_schedules
 from pipelines.sensors import bucket_changes, connection_registry
@@ -18,7 +19,7 @@ from resources.storage import SyncHome
 defs = Definitions(
     assets=[object_listing, media_probes, cvat_manifest, media_index],
     asset_checks=[listing_collapse, media_rules],
-    jobs=[sync_job],
+    jobs=[sync_job, test_connection_job],
     sensors=[connection_registry, bucket_changes],
     schedules=build_connection_schedules(),
     resources={"catalog": CatalogResource(), "home": SyncHome(), "index": MediaIndex()},

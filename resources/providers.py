@@ -7,11 +7,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from resources.azure_bucket import AzureBucket, AzureSettings, validate_azure
-from resources.bucket import Bucket
+from resources.bucket import Bucket, ConnectionMisconfigured, ConnectionStatus, ConnectionTest
 from resources.catalog import Connection
 from resources.gcs_bucket import GCSBucket, GCSSettings, validate_gcs
 from resources.local_bucket import LocalBucket, LocalSettings
 from resources.s3_bucket import S3Bucket, S3Settings, validate_s3
+from resources.secrets import scrub
 
 
 def validate_provider_settings(conn: Connection) -> str | None:
@@ -68,3 +69,19 @@ def open_bucket(conn: Connection) -> Bucket:
 
 def probe_concurrency(conn: Connection) -> int:
     return int(conn.options.get("concurrency", 8 if conn.provider == "local" else 32))
+
+
+def test_connection(conn: Connection) -> ConnectionTest:
+    """One status for a connection, whatever fails: an unset variable is MISCONFIGURED, not a traceback."""
+    try:
+        bucket = open_bucket(conn)
+    except ConnectionMisconfigured as exc:
+        return ConnectionTest(
+            conn.name,
+            conn.provider,
+            ConnectionStatus.MISCONFIGURED,
+            scrub(str(exc)),
+            "set the variable named in the message (or fix the field it names), then test again",
+        )
+    outcome = bucket.test()
+    return ConnectionTest(outcome.connection, outcome.provider, outcome.status, scrub(outcome.detail), outcome.remedy)
