@@ -57,6 +57,8 @@ def media_index(
         """
     ).fetchone()
     violation_count = con.execute(f"SELECT count(*) FROM read_parquet('{violations}')").fetchone()[0]
+    moves = home.snapshot(name, "moves")
+    late_moves = int(con.execute(f"SELECT count(*) FROM read_parquet('{moves}')").fetchone()[0])
     con.close()
     full = bool(context.run.run_config.get("ops", {}).get("media_probes", {}).get("config", {}).get("full", False))
     counts = SyncCounts(
@@ -65,11 +67,11 @@ def media_index(
         started_at=datetime.fromisoformat(state["started_at"]),
         full_resync=full,
         listed=state["listed"],
-        new=state["new"],
+        new=state["new"] - late_moves,
         changed=state["changed"],
         unchanged=state["unchanged"],
-        deleted=state["deleted"],
-        moved=state["moved"],
+        deleted=state["deleted"] - late_moves,
+        moved=state["moved"] + late_moves,
         probed=int(probed),
         carried=int(carried),
         accepted=int(accepted),
@@ -78,7 +80,7 @@ def media_index(
         bytes_read=int(bytes_read),
         requests=int(requests),
     )
-    index.apply_sync(connection_row(conn), home.snapshot(name, "changes"), probes, counts)
+    index.apply_sync(connection_row(conn), home.snapshot(name, "changes"), probes, moves, counts)
     with atomic_path(home.snapshot(name, "baseline")) as tmp:
         shutil.copyfile(home.snapshot(name, "listing"), tmp)
     context.log.info(f"'{name}': index updated at {index.file}")

@@ -5,6 +5,9 @@ a moved object's facts follow it to its new key, and only the rest is read, a fe
 """
 
 import json
+import os
+import shutil
+import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,6 +82,9 @@ BATCH_ROWS = 2048
 class ProbeConfig(Config):
     full: bool = Field(False, description="Re-probe every object, ignoring facts carried from earlier syncs.")
     concurrency: int | None = Field(None, ge=1, le=256, description="Ranged reads in flight; default per provider.")
+    checkpoint_rows: int = Field(
+        500, ge=1, description="Probe results are checkpointed every this many objects (and every 10 s)."
+    )
 
 
 def probe_object(bucket: Bucket, key: str, size: int, etag: str | None) -> MediaFacts:
@@ -106,18 +112,25 @@ def probe_all(
             yield head, future.result()
 
 
-def _plan(changes: Path, previous: Path, full: bool) -> duckdb.DuckDBPyConnection:
+def _plan(changes: Path, known: list[Path]) -> duckdb.DuckDBPyConnection:
     """A DuckDB session with view `plan`: each current object, what to do with it, and whose facts it can reuse.
 
-    `carried`: the same object version was probed before. `moved`: its content was probed under the key it moved
-    from. `probe`: read it. With `full`, or with no earlier probes, everything is probed.
+    `known` are Parquet files of earlier facts (the last sync's probes, and checkpoints of an interrupted run; the
+    newest fact per key wins). `carried`: the same object version was probed before. `moved`: its content was
+    probed under the key it moved from. `probe`: read it.
     """
     con = duckdb.connect()
     con.execute(f"CREATE VIEW c AS SELECT * FROM read_parquet('{changes}') WHERE change <> 'deleted'")
-    if full or not previous.exists():
+    if not known:
         con.execute("CREATE VIEW plan AS SELECT c.*, 'probe' AS action, NULL::VARCHAR AS facts_key FROM c")
         return con
-    con.execute(f"CREATE VIEW p AS SELECT * FROM read_parquet('{previous}')")
+    files = ", ".join(f"'{path}'" for path in known)
+    con.execute(
+        f"""
+        CREATE VIEW p AS SELECT * FROM read_parquet([{files}], union_by_name = true)
+        QUALIFY row_number() OVER (PARTITION BY key ORDER BY probed_at DESC NULLS LAST) = 1
+        """
+    )
     # A read that failed (network, throttling, object changed mid-read) says nothing about the file: probe it again.
     same_version = (
         "p.key IS NOT NULL AND p.etag IS NOT DISTINCT FROM c.etag AND p.size = c.size "
@@ -137,17 +150,83 @@ def _plan(changes: Path, previous: Path, full: bool) -> duckdb.DuckDBPyConnectio
     return con
 
 
+class Checkpoint:
+    """Probe results saved while a sync runs, one atomic Parquet part at a time.
+
+    A run killed at any point (even SIGKILL) leaves whole parts behind; the next run reads them as known facts and
+    re-reads only the objects it had not finished. They are removed once the probes snapshot is swapped in.
+    """
+
+    def __init__(self, folder: Path, every_rows: int, every_s: float = 10.0) -> None:
+        self.folder, self.every_rows, self.every_s = folder, every_rows, every_s
+        self.rows: list[dict[str, Any]] = []
+        self._last = time.monotonic()
+
+    def parts(self) -> list[Path]:
+        return sorted(self.folder.glob("part-*.parquet")) if self.folder.exists() else []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.every_rows or time.monotonic() - self._last >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        part = self.folder / f"part-{time.time_ns():020d}.parquet"
+        with atomic_path(part) as tmp:
+            pq.write_table(pa.Table.from_pylist(self.rows, schema=PROBES_SCHEMA), tmp)
+        self.rows = []
+        self._last = time.monotonic()
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[dict[str, Any]]:
     reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
     for batch in reader:
         yield from batch.to_pylist()
 
 
+def pair_moves_by_head(
+    con: duckdb.DuckDBPyConnection, changes: Path, probes: Path, target: Path, have_known: bool
+) -> int:
+    """Pair vanished keys with new keys of the same size and the same hash of the bytes the probe read first.
+
+    The listing already paired moves whose provider states a content hash (MD5, or an etag that only repeats for
+    identical content); this catches the rest (a local copy-then-delete, a multipart re-upload), at the cost of the
+    one head read that probing the new key made anyway. Returns how many moves it wrote to `target`.
+    """
+    pairs = "SELECT NULL::VARCHAR AS old_key, NULL::VARCHAR AS new_key WHERE false"
+    if have_known:
+        pairs = f"""
+            WITH fresh AS (
+                SELECT c.key, c.size, r.head_sha256 FROM read_parquet('{changes}') c JOIN read_parquet('{probes}') r
+                USING (key) WHERE c.change = 'new' AND c.moved_from IS NULL AND r.source = 'probed'
+                AND r.head_sha256 IS NOT NULL AND r.error IS NULL
+            ),
+            gone AS (
+                SELECT c.key, c.size, p.head_sha256 FROM read_parquet('{changes}') c JOIN p USING (key)
+                WHERE c.change = 'deleted' AND c.moved_to IS NULL AND p.head_sha256 IS NOT NULL AND p.error IS NULL
+            ),
+            f AS (SELECT *, row_number() OVER (PARTITION BY size, head_sha256 ORDER BY key) AS rn FROM fresh),
+            g AS (SELECT *, row_number() OVER (PARTITION BY size, head_sha256 ORDER BY key) AS rn FROM gone)
+            SELECT g.key AS old_key, f.key AS new_key FROM f JOIN g USING (size, head_sha256, rn)
+        """
+    with atomic_path(target) as tmp:
+        con.execute(f"COPY ({pairs}) TO '{tmp}' (FORMAT parquet)")
+    return int(con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchone()[0])
+
+
 class _Writer:
     """Judges facts against the profile and writes the probes and violations snapshots."""
 
-    def __init__(self, probes: pq.ParquetWriter, violations: pq.ParquetWriter, profile: Profile) -> None:
-        self.probes, self.violations, self.profile = probes, violations, profile
+    def __init__(
+        self, probes: pq.ParquetWriter, violations: pq.ParquetWriter, profile: Profile, checkpoint: Checkpoint
+    ) -> None:
+        self.probes, self.violations, self.profile, self.checkpoint = probes, violations, profile, checkpoint
         self.rows: list[dict[str, Any]] = []
         self.bad: list[dict[str, Any]] = []
         self.stats: Counter[str] = Counter()
@@ -156,20 +235,21 @@ class _Writer:
         found = judge(facts, row["key"], self.profile)
         accepted = not found
         width, height = manifest_size(facts, self.profile) if accepted and facts.kind == "image" else (None, None)
-        self.rows.append(
-            {
-                "key": row["key"],
-                "size": row["size"],
-                "etag": row["etag"],
-                "last_modified": row["last_modified"],
-                "source": source,
-                "probed_at": probed_at,
-                "accepted": accepted,
-                "manifest_width": width,
-                "manifest_height": height,
-                **facts.to_row(),
-            }
-        )
+        record = {
+            "key": row["key"],
+            "size": row["size"],
+            "etag": row["etag"],
+            "last_modified": row["last_modified"],
+            "source": source,
+            "probed_at": probed_at,
+            "accepted": accepted,
+            "manifest_width": width,
+            "manifest_height": height,
+            **facts.to_row(),
+        }
+        self.rows.append(record)
+        if source == "probed":
+            self.checkpoint.add(record)
         for v in found:
             self.bad.append({"key": row["key"], **v.__dict__})
             self.stats[f"rule:{v.rule}"] += 1
@@ -207,8 +287,19 @@ def media_probes(
     bucket = open_bucket(conn)
     concurrency = config.concurrency or probe_concurrency(conn)
     changes, previous = home.snapshot(name, "changes"), home.snapshot(name, "probes")
+    checkpoint = Checkpoint(home.snapshot(name, "probes").parent / "checkpoint", config.checkpoint_rows)
+    # --full ignores the last sync's facts, but not the checkpoints of an interrupted run that this one resumes.
+    # DuckDB reads Parquet lazily and this run replaces probes.parquet, so earlier facts are pinned under another
+    # name (a hard link: no copy) for as long as the run reads them.
+    pinned = previous.with_name("probes-previous.parquet")
+    pinned.unlink(missing_ok=True)
+    if previous.exists() and not config.full:
+        os.link(previous, pinned)
+    known = checkpoint.parts() + ([pinned] if pinned.exists() else [])
+    if checkpoint.parts():
+        context.log.info(f"'{name}': resuming from {len(checkpoint.parts())} checkpoint part(s) of an interrupted run")
 
-    con = _plan(changes, previous, config.full)
+    con = _plan(changes, known)
     planned = dict(con.execute("SELECT action, count(*) FROM plan GROUP BY action").fetchall())
     to_probe = int(planned.get("probe", 0))
     context.log.info(
@@ -222,7 +313,7 @@ def media_probes(
         pq.ParquetWriter(probes_tmp, PROBES_SCHEMA) as probes_out,
         pq.ParquetWriter(violations_tmp, VIOLATIONS_SCHEMA) as violations_out,
     ):
-        out = _Writer(probes_out, violations_out, profile)
+        out = _Writer(probes_out, violations_out, profile, checkpoint)
         if planned.get("carried", 0) or planned.get("moved", 0):
             reused = (
                 f"SELECT plan.key, plan.size, plan.etag, plan.last_modified, plan.action, p.probed_at, {fact_cols} "
@@ -236,7 +327,12 @@ def media_probes(
                 out.add(row, facts, "probed", datetime.now(UTC))
                 progress.advance()
         out.flush()
+    moves = pair_moves_by_head(con, changes, home.snapshot(name, "probes"), home.snapshot(name, "moves"), bool(known))
     con.close()
+    checkpoint.clear()  # the probes snapshot now holds everything the parts did
+    pinned.unlink(missing_ok=True)
+    if moves:
+        context.log.info(f"'{name}': {moves} move(s) recognised by content where the provider gave no content hash")
 
     stats = out.stats
     rule_counts = {rule: stats.get(f"rule:{rule}", 0) for rule in ALL_RULES}

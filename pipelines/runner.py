@@ -25,11 +25,13 @@ class SyncOutcome:
         return self.result.success and self.blocked_by is None
 
 
-def sync_run_config(*, full: bool = False, allow_collapse: bool = False, log_level: str = "INFO") -> dict[str, Any]:
+def sync_run_config(
+    *, full: bool = False, allow_collapse: bool = False, log_level: str = "INFO", probe: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "ops": {
             "object_listing": {"config": {"allow_collapse": allow_collapse}},
-            "media_probes": {"config": {"full": full}},
+            "media_probes": {"config": {"full": full, **(probe or {})}},
         },
         "loggers": {"console": {"config": {"log_level": log_level}}},
     }
@@ -44,10 +46,12 @@ def run_sync(
     log_level: str = "INFO",
     tags: dict[str, str] | None = None,
     only: Sequence[str] | None = None,
+    probe: dict[str, Any] | None = None,
 ) -> SyncOutcome:
     """Materialize the sync assets (and their checks) for partition `name`. Never raises for a failed step.
 
-    `only` names a subset of the assets (e.g. ["object_listing"]) for tests that change the bucket between steps.
+    `only` names a subset of the assets (e.g. ["object_listing"]) for tests that change the bucket between steps;
+    `probe` overrides media_probes' config (concurrency, checkpoint_rows).
     """
     from pipelines.definitions import defs
 
@@ -56,7 +60,7 @@ def run_sync(
     result = defs.resolve_job_def("sync_connection").execute_in_process(
         partition_key=name,
         instance=instance,
-        run_config=sync_run_config(full=full, allow_collapse=allow_collapse, log_level=log_level),
+        run_config=sync_run_config(full=full, allow_collapse=allow_collapse, log_level=log_level, probe=probe),
         raise_on_error=False,
         tags=tags,
         asset_selection=[AssetKey(a) for a in only] if only else None,

@@ -187,6 +187,7 @@ class MediaIndex(ConfigurableResource):
         connection_row: dict[str, Any],
         changes: Path,
         probes: Path,
+        moves: Path,
         counts: SyncCounts,
     ) -> None:
         """Fold one sync into the index in a single transaction: objects, tombstones, moves, facts, history.
@@ -225,13 +226,29 @@ class MediaIndex(ConfigurableResource):
                     """,
                     {"name": name, "changes": str(changes)},
                 )
+                # Moves recognised by content after probing (providers without a content hash).
+                con.execute(
+                    """
+                    UPDATE objects SET moved_to = m.new_key FROM read_parquet($moves) m
+                    WHERE objects.connection = $name AND objects.key = m.old_key
+                    """,
+                    {"name": name, "moves": str(moves)},
+                )
+                con.execute(
+                    """
+                    UPDATE objects SET moved_from = m.old_key FROM read_parquet($moves) m
+                    WHERE objects.connection = $name AND objects.key = m.new_key
+                    """,
+                    {"name": name, "moves": str(moves)},
+                )
                 con.execute(
                     f"""
                     INSERT OR REPLACE INTO media (connection, key, {MEDIA_COLUMNS})
                     SELECT $name, p.key, {", ".join("p." + c.strip() for c in MEDIA_COLUMNS.split(","))}
                     FROM read_parquet($probes) p
                     WHERE p.source <> 'carried'
-                       OR NOT EXISTS (SELECT 1 FROM media m WHERE m.connection = $name AND m.key = p.key)
+                       OR NOT EXISTS (SELECT 1 FROM media m WHERE m.connection = $name AND m.key = p.key
+                                      AND m.etag IS NOT DISTINCT FROM p.etag)
                     """,
                     {"name": name, "probes": str(probes)},
                 )

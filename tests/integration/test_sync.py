@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from dagster import AssetCheckSeverity, DagsterInstance
 from media import synth
 from pipelines.runner import run_sync
 from tests.conftest import Workspace
-from tests.integration.buckets import BucketUnderTest, unique_name
+from tests.integration.buckets import BucketUnderTest, LocalTestBucket, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -233,3 +234,29 @@ def test_collapsed_listing_is_blocked_until_allowed(
     assert allowed.ok
     deleted = workspace.query("SELECT count(*) FROM objects WHERE connection = $c AND deleted", {"c": name})
     assert deleted == [(len(made) - len(survivors),)]
+
+
+def test_move_without_a_content_hash_is_recognised_by_the_bytes_already_read(
+    workspace: Workspace, dagster_instance: DagsterInstance, tmp_path: Path
+) -> None:
+    """On a folder, copy-then-delete gives the file a new inode, so its etag changes: only the head hash pairs it."""
+    bucket = LocalTestBucket(tmp_path / "bucket")
+    photo, other = synth.jpeg(900, 600, orientation=6), synth.jpeg(900, 600, orientation=1)
+    bucket.put("old/photo.jpg", photo)
+    bucket.put("keep.jpg", other)
+    workspace.write_catalog(bucket.entry("copies"))
+    assert run_sync("copies", dagster_instance, log_level="WARNING").ok
+
+    bucket.put("new/photo.jpg", photo)  # a copy: new inode, new etag, same bytes
+    bucket.delete("old/photo.jpg")
+    bucket.put("unrelated.jpg", synth.jpeg(900, 600, orientation=3))  # same size class, different bytes
+    assert run_sync("copies", dagster_instance, log_level="WARNING").ok
+
+    row = workspace.query(
+        "SELECT new, deleted, moved FROM syncs WHERE connection = 'copies' ORDER BY finished_at DESC LIMIT 1"
+    )
+    assert row == [(1, 0, 1)]
+    assert workspace.query(
+        "SELECT key, deleted, moved_to, moved_from FROM objects WHERE connection = 'copies' AND key LIKE '%photo.jpg' "
+        "ORDER BY key"
+    ) == [("new/photo.jpg", False, None, "old/photo.jpg"), ("old/photo.jpg", True, "new/photo.jpg", None)]
