@@ -14,16 +14,14 @@ import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
     Config,
-    DagsterRunStatus,
     Failure,
     MaterializeResult,
     MetadataValue,
-    RunsFilter,
     asset,
 )
-from dagster._core.storage.tags import PARTITION_NAME_TAG
 from pydantic import Field
 
+from assets.overlap import active_syncs
 from assets.partitions import connections_partitions
 from resources.bucket import LISTING_SCHEMA, Bucket
 from resources.catalog import CatalogResource, Connection
@@ -184,19 +182,13 @@ def diff_listing(listing: Path, baseline: Path, target: Path) -> dict[str, int]:
     return dict(zip(names, (int(v) for v in row), strict=True))
 
 
-ACTIVE_STATUSES = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
-
-
 def refuse_overlap(context: AssetExecutionContext, name: str) -> None:
     """Fail fast if another run is syncing this connection: two syncs would race on its snapshots and baseline.
 
     The run queue's per-partition limit (dagster.yaml) keeps UI and daemon launches apart; this guard also covers
     runs that bypass the queue, such as `bucket-sync sync` and tests executing in process.
     """
-    records = context.instance.get_run_records(
-        RunsFilter(statuses=ACTIVE_STATUSES, tags={PARTITION_NAME_TAG: name}), limit=10
-    )
-    others = [r.dagster_run.run_id for r in records if r.dagster_run.run_id != context.run.run_id]
+    others = active_syncs(context.instance, name, exclude_run_id=context.run.run_id)
     if others:
         raise Failure(
             f"connection '{name}' is already being synced by run {others[0]}; wait for it to finish "

@@ -13,9 +13,12 @@ from dagster import DagsterInstance
 # Pools cap concurrent steps across runs: every DuckDB index writer shares `duckdb_index`, one at a time.
 # The run queue starts at most one run per partition (connection), so a double click or a sensor firing during a
 # scheduled sync queues the second sync instead of racing the first; different connections still run side by side.
+# Run monitoring fails runs whose worker died, so a crash never leaves a connection looking busy.
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
+run_monitoring:
+  enabled: true
 concurrency:
   pools:
     default_limit: 1

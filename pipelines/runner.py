@@ -11,6 +11,7 @@ from typing import Any
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, ExecuteInProcessResult
 
+from assets.overlap import process_tags
 from assets.partitions import connections_partitions
 
 
@@ -62,7 +63,7 @@ def run_sync(
         instance=instance,
         run_config=sync_run_config(full=full, allow_collapse=allow_collapse, log_level=log_level, probe=probe),
         raise_on_error=False,
-        tags=tags,
+        tags={**process_tags(), **(tags or {})},
         asset_selection=[AssetKey(a) for a in only] if only else None,
     )
     outcome = SyncOutcome(result)

@@ -6,18 +6,16 @@ from typing import Any
 
 from dagster import (
     DagsterInstance,
-    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
-    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     sensor,
 )
-from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from assets.listing import baseline_fingerprint, fingerprint, media_only
+from assets.overlap import active_syncs
 from assets.partitions import connections_partitions
 from pipelines.jobs import sync_job
 from resources.bucket import BucketError
@@ -32,17 +30,10 @@ from resources.storage import SyncHome
 KEYS_PER_TICK = 10_000
 PAGE_SIZE = 1000
 
-ACTIVE = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-]
-
 
 def sync_in_flight(instance: DagsterInstance, name: str) -> bool:
     """A sync of this connection is queued or running: requesting another would only queue behind it."""
-    return bool(instance.get_run_records(RunsFilter(statuses=ACTIVE, tags={PARTITION_NAME_TAG: name}), limit=1))
+    return bool(active_syncs(instance, name))
 
 
 @sensor(

@@ -169,3 +169,28 @@ def test_instance_config_queues_one_run_per_connection(tmp_path: Path, monkeypat
     instance = DagsterInstance.from_config(str(tmp_path / "dh"))
     limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
     assert {"key": PARTITION_NAME_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+
+
+def test_a_sync_whose_process_died_does_not_wedge_its_connection(
+    workspace: Workspace, dagster_instance: DagsterInstance, tmp_path: Path
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    fill(tmp_path / "c", 1)
+    workspace.write_catalog(local_entry("crashed", tmp_path / "c"))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = create_run_for_test(
+        dagster_instance,
+        job_name="sync_connection",
+        status=DagsterRunStatus.STARTED,
+        tags={
+            PARTITION_NAME_TAG: "crashed",
+            "bucket-sync/host": socket.gethostname(),
+            "bucket-sync/pid": str(gone.pid),
+        },
+    )
+    assert run_sync("crashed", dagster_instance, log_level="ERROR").ok
+    assert dagster_instance.get_run_by_id(dead.run_id).status == DagsterRunStatus.FAILURE
