@@ -19,6 +19,7 @@ from dagster._core.definitions.schedule_definition import ScheduleExecutionData
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.test_utils import create_run_for_test
 
+from assets.overlap import HOST_TAG, PID_TAG
 from media import synth
 from pipelines import sensors
 from pipelines.definitions import defs
@@ -188,8 +189,8 @@ def test_a_sync_whose_process_died_does_not_wedge_its_connection(
         status=DagsterRunStatus.STARTED,
         tags={
             PARTITION_NAME_TAG: "crashed",
-            "bucket-sync/host": socket.gethostname(),
-            "bucket-sync/pid": str(gone.pid),
+            HOST_TAG: socket.gethostname(),
+            PID_TAG: str(gone.pid),
         },
     )
     assert run_sync("crashed", dagster_instance, log_level="ERROR").ok
