@@ -39,6 +39,7 @@ ui: setup
 
 bench: setup
 	$(PY) benchmarks/probe_throughput.py
+	$(PY) benchmarks/resync.py
 
 clean:
 	rm -rf .bucket-sync .dagster .pytest_cache .ruff_cache
