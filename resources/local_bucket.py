@@ -42,6 +42,14 @@ def local_etag(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
+def _sort_key(entry: os.DirEntry[str]) -> str:
+    """An entry's key as a bucket orders it (a folder as `name/`); a symlink loop or dangling link is a plain name."""
+    try:
+        return entry.name + "/" if entry.is_dir() else entry.name
+    except OSError:
+        return entry.name
+
+
 class LocalBucket(ConfigurableResource):
     """A local folder served through the Bucket protocol."""
 
@@ -64,25 +72,41 @@ class LocalBucket(ConfigurableResource):
         root = self._root
         return path == root or root in path.parents
 
-    def _walk(self, folder: Path, rel: str) -> Iterator[tuple[str, os.stat_result | None]]:
+    def _resolved_inside(self, path: str) -> bool:
+        """Whether `path`, with every symlink resolved, stays inside the root. A symlink loop or an unreadable link
+        counts as outside: it is skipped, never followed."""
+        try:
+            return self._inside(Path(path).resolve(strict=True))
+        except (OSError, RuntimeError):
+            return False
+
+    def _walk(
+        self, folder: Path, rel: str, ancestors: frozenset[tuple[int, int]] = frozenset()
+    ) -> Iterator[tuple[str, os.stat_result | None]]:
         """Depth-first in key order, never leaving the root: symlinks are followed only where they stay inside it.
 
         Entries sort by their key as a bucket would list it (a folder as `name/`), so the walk yields keys in the
-        same byte order as S3, GCS and Azure, and a listing can resume after any key.
+        same byte order as S3, GCS and Azure, and a listing can resume after any key. `ancestors` holds the
+        (device, inode) of every folder on the way down, so a symlink back to one of them (a cycle) is not followed:
+        without it a link to its own parent would list the same files under ever longer keys.
         """
         try:
+            here = folder.stat()
+            if (here.st_dev, here.st_ino) in ancestors:
+                return
+            ancestors = ancestors | {(here.st_dev, here.st_ino)}
             entries = list(os.scandir(folder))
         except OSError:
             return
         if not entries and rel:
             yield rel, None  # an empty folder is this provider's folder marker
-        for entry in sorted(entries, key=lambda e: e.name + "/" if e.is_dir() else e.name):
+        for entry in sorted(entries, key=_sort_key):
             key = f"{rel}{entry.name}"
-            if entry.is_symlink() and not self._inside(Path(entry.path).resolve()):
+            if entry.is_symlink() and not self._resolved_inside(entry.path):
                 continue
             try:
                 if entry.is_dir():
-                    yield from self._walk(Path(entry.path), key + "/")
+                    yield from self._walk(Path(entry.path), key + "/", ancestors)
                 elif entry.is_file():
                     yield key, entry.stat()
             except OSError:
@@ -127,7 +151,15 @@ class LocalBucket(ConfigurableResource):
         return batch_from_rows(rows), None
 
     def _path(self, key: str) -> Path:
-        path = (self._root / key).resolve()
+        """The file behind `key`, with every symlink resolved, refused unless it lies inside the root.
+
+        An absolute key, `..` segments and symlinks (to files or folders) that lead out are all caught here, on the
+        resolved path, because that is the path the read will open.
+        """
+        try:
+            path = (self._root / key).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, an embedded NUL
+            raise ObjectGone(f"'{key}' cannot be resolved inside the connection's root ({exc})") from None
         if not self._inside(path):
             raise ObjectGone(f"'{key}' resolves outside the connection's root; refusing to read it")
         return path
@@ -135,7 +167,8 @@ class LocalBucket(ConfigurableResource):
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         path = self._path(key)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            # O_NOFOLLOW: the path is already resolved, so a symlink here was swapped in after the check.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError as exc:
             raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from exc
         try:
