@@ -39,6 +39,7 @@ from resources.bucket import (
     ListingFailed,
     ObjectChanged,
     ObjectGone,
+    PagedListing,
     batch_from_rows,
     obstore_addressable,
     obstore_client_options,
@@ -208,7 +209,7 @@ def _throttle_aware_retry(retries: int) -> Any:
     )
 
 
-class AzureBucket(AzureBlobStorageResource):
+class AzureBucket(PagedListing, AzureBlobStorageResource):
     """One container connection. Secret fields hold resolved values and are never logged or echoed."""
 
     connection: str
@@ -370,13 +371,14 @@ class AzureBucket(AzureBlobStorageResource):
             )
         return self._store
 
-    def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
+    def _pages(self, prefix: str, page_size: int, token: str | None) -> Iterator[tuple[pa.RecordBatch, str | None]]:
         from azure.core.exceptions import AzureError
 
         try:
             with self.get_client() as service:
                 container = service.get_container_client(self.container)
-                pages = container.list_blobs(name_starts_with=prefix or None, results_per_page=page_size).by_page()
+                listing = container.list_blobs(name_starts_with=prefix or None, results_per_page=page_size)
+                pages = listing.by_page(continuation_token=token)
                 for page in pages:
                     rows = []
                     for blob in page:
@@ -391,8 +393,7 @@ class AzureBucket(AzureBlobStorageResource):
                                 "content_md5": bytes(md5).hex() if md5 else None,
                             }
                         )
-                    if rows:
-                        yield batch_from_rows(rows)
+                    yield batch_from_rows(rows), pages.continuation_token or None
         except AzureError as exc:
             raise ListingFailed(
                 f"connection '{self.connection}': listing container '{self.container}' under '{prefix}' "

@@ -184,6 +184,27 @@ def obstore_read(store: object, key: str, start: int, end: int, etag: str | None
         raise ObjectChanged(f"'{key}' was overwritten after it was listed (its etag changed)") from exc
 
 
+class PagedListing:
+    """`iter_listing` and `list_page` from one provider method, `_pages`, so the two can never drift apart.
+
+    `_pages(prefix, page_size, token)` yields (batch, token of the next page or None) from the page `token` names
+    (None: the first), holding one client open across pages.
+    """
+
+    def _pages(self, prefix: str, page_size: int, token: str | None) -> Iterator[tuple[pa.RecordBatch, str | None]]:
+        raise NotImplementedError
+
+    def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
+        for batch, _ in self._pages(prefix, page_size, None):
+            if batch.num_rows:
+                yield batch
+
+    def list_page(self, prefix: str, token: str | None, page_size: int = 1000) -> tuple[pa.RecordBatch, str | None]:
+        for batch, next_token in self._pages(prefix, page_size, token):
+            return batch, next_token
+        return batch_from_rows([]), None
+
+
 def batch_from_rows(rows: list[dict[str, object]]) -> pa.RecordBatch:
     """One listing batch from row dicts that carry LISTING_SCHEMA's fields (missing ones become null)."""
     return pa.RecordBatch.from_pylist(rows, schema=LISTING_SCHEMA)

@@ -39,6 +39,7 @@ from resources.bucket import (
     ListingFailed,
     ObjectChanged,
     ObjectGone,
+    PagedListing,
     batch_from_rows,
     obstore_addressable,
     obstore_client_options,
@@ -188,7 +189,7 @@ def _md5_hex(md5_b64: str | None) -> str | None:
         return None
 
 
-class GCSBucket(GCSResource):
+class GCSBucket(PagedListing, GCSResource):
     """One GCS bucket connection. `key_file` is a path; the secret is the file's content, never read here."""
 
     connection: str
@@ -310,7 +311,7 @@ class GCSBucket(GCSResource):
             )
         return self._store
 
-    def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
+    def _pages(self, prefix: str, page_size: int, token: str | None) -> Iterator[tuple[pa.RecordBatch, str | None]]:
         from google.api_core.exceptions import GoogleAPIError
 
         try:
@@ -318,6 +319,7 @@ class GCSBucket(GCSResource):
                 self.bucket,
                 prefix=prefix or None,
                 page_size=page_size,
+                page_token=token,
                 timeout=self._timeout,
                 retry=_retry(LISTING_RETRY_WINDOW_S),
             )
@@ -333,8 +335,7 @@ class GCSBucket(GCSResource):
                     }
                     for blob in page
                 ]
-                if rows:
-                    yield batch_from_rows(rows)
+                yield batch_from_rows(rows), blobs.next_page_token
         except (GoogleAPIError, OSError) as exc:
             raise ListingFailed(
                 f"connection '{self.connection}': listing gs://{self.bucket}/{prefix} failed after retrying for up "

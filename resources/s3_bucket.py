@@ -36,6 +36,7 @@ from resources.bucket import (
     ListingFailed,
     ObjectChanged,
     ObjectGone,
+    PagedListing,
     batch_from_rows,
     obstore_addressable,
     obstore_client_options,
@@ -146,7 +147,7 @@ def validate_s3(conn: Connection) -> str | None:
     return s3_bucket_name_problem(conn.bucket) and f"field 'bucket': {s3_bucket_name_problem(conn.bucket)}"
 
 
-class S3Bucket(S3Resource):
+class S3Bucket(PagedListing, S3Resource):
     """One S3 bucket connection. Secret fields hold resolved values and are never logged or echoed."""
 
     connection: str
@@ -298,31 +299,36 @@ class S3Bucket(S3Resource):
             )
         return self._store
 
-    def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
-        paginator = self.get_client().get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size})
-        try:
-            for page in pages:
-                rows = []
-                for item in page.get("Contents", []):
-                    etag = item.get("ETag")
-                    md5 = _MD5_ETAG.match(etag or "")
-                    rows.append(
-                        {
-                            "key": item["Key"],
-                            "size": item["Size"],
-                            "etag": etag,
-                            "last_modified": item.get("LastModified"),
-                            "content_md5": md5.group(1) if md5 else None,
-                        }
-                    )
-                if rows:
-                    yield batch_from_rows(rows)
-        except (ClientError, BotoCoreError) as exc:
-            raise ListingFailed(
-                f"connection '{self.connection}': listing s3://{self.bucket}/{prefix} failed after "
-                f"{self.max_attempts} attempts: {scrub(str(exc))}"
-            ) from None
+    def _pages(self, prefix: str, page_size: int, token: str | None) -> Iterator[tuple[pa.RecordBatch, str | None]]:
+        client = self.get_client()
+        while True:
+            params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
+            if token:
+                params["ContinuationToken"] = token
+            try:
+                page = client.list_objects_v2(**params)
+            except (ClientError, BotoCoreError) as exc:
+                raise ListingFailed(
+                    f"connection '{self.connection}': listing s3://{self.bucket}/{prefix} failed after "
+                    f"{self.max_attempts} attempts: {scrub(str(exc))}"
+                ) from None
+            rows = []
+            for item in page.get("Contents", []):
+                etag = item.get("ETag")
+                md5 = _MD5_ETAG.match(etag or "")
+                rows.append(
+                    {
+                        "key": item["Key"],
+                        "size": item["Size"],
+                        "etag": etag,
+                        "last_modified": item.get("LastModified"),
+                        "content_md5": md5.group(1) if md5 else None,
+                    }
+                )
+            token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+            yield batch_from_rows(rows), token
+            if token is None:
+                return
 
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         if obstore_addressable(key):
