@@ -24,7 +24,7 @@ from dagster_azure.blob import (
     AzureBlobStorageResource,
     AzureBlobStorageSASTokenCredential,
 )
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr
 
 from resources.bucket import (
     CONNECT_TIMEOUT_S,
@@ -40,6 +40,8 @@ from resources.bucket import (
     ObjectChanged,
     ObjectGone,
     PagedListing,
+    ProviderSettings,
+    StrictModel,
     batch_from_rows,
     obstore_addressable,
     obstore_client_options,
@@ -58,8 +60,7 @@ _ROLE_REMEDY = (
 )
 
 
-class AzureOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AzureOptions(StrictModel):
     account: str = Field(description="storage account name")
     endpoint: str | None = Field(
         None, description="blob endpoint override, e.g. Azurite: http://127.0.0.1:10000/devstoreaccount1"
@@ -67,43 +68,37 @@ class AzureOptions(BaseModel):
     concurrency: int = Field(32, ge=1, le=256)
 
 
-class AzureAccountKeyAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AzureAccountKeyAuth(StrictModel):
     mode: Literal["account_key"]
     account_key_env: str
 
 
-class AzureSasAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AzureSasAuth(StrictModel):
     mode: Literal["sas"]
     sas_token_env: str
 
 
-class AzureConnectionStringAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AzureConnectionStringAuth(StrictModel):
     mode: Literal["connection_string"]
     connection_string_env: str
 
 
-class AzureServicePrincipalAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AzureServicePrincipalAuth(StrictModel):
     mode: Literal["service_principal"]
     tenant_id: str
     client_id: str
     client_secret_env: str
 
 
-class AzureDefaultAuth(BaseModel):
+class AzureDefaultAuth(StrictModel):
     """azure-identity's DefaultAzureCredential: environment, workload identity, managed identity, az login."""
 
-    model_config = ConfigDict(extra="forbid")
     mode: Literal["default"] = "default"
 
 
-class AzureAnonymousAuth(BaseModel):
+class AzureAnonymousAuth(StrictModel):
     """Unsigned requests, for containers with public (blob or container) access."""
 
-    model_config = ConfigDict(extra="forbid")
     mode: Literal["anonymous"]
 
 
@@ -118,16 +113,9 @@ AzureAuth = Annotated[
 ]
 
 
-class AzureSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AzureSettings(ProviderSettings):
     options: AzureOptions
     auth: AzureAuth = AzureDefaultAuth()
-
-    @field_validator("auth", mode="before")
-    @classmethod
-    def _no_auth_means_default(cls, v: Any) -> Any:
-        """A catalog entry without `auth` (an empty mapping) uses the default credential chain."""
-        return {"mode": "default"} if v == {} else v
 
 
 def azure_account_name_problem(name: str | None) -> str | None:

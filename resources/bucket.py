@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, field_validator
 
 #: The columns of one listing batch. `content_md5` is set where the provider states a content hash (S3 single-part
 #: etag, GCS md5Hash, Azure Content-MD5); it drives move detection.
@@ -67,6 +68,21 @@ def obstore_retry_config() -> dict[str, object]:
             "base": 2,
         },
     }
+
+
+class StrictModel(BaseModel):
+    """Catalog sub-models refuse unknown fields, so a typo is an error that names the field, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderSettings(StrictModel):
+    """A provider's `options` and `auth`. Subclasses declare both; an entry without `auth` uses the default chain."""
+
+    @field_validator("auth", mode="before", check_fields=False)
+    @classmethod
+    def _no_auth_means_default(cls, v: Any) -> Any:
+        return {"mode": "default"} if v == {} else v
 
 
 class ConnectionStatus(StrEnum):

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 from dagster_gcp.gcs import GCSResource
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr
 
 from resources.bucket import (
     CONNECT_TIMEOUT_S,
@@ -40,6 +40,8 @@ from resources.bucket import (
     ObjectChanged,
     ObjectGone,
     PagedListing,
+    ProviderSettings,
+    StrictModel,
     batch_from_rows,
     obstore_addressable,
     obstore_client_options,
@@ -57,48 +59,37 @@ _ROLE_REMEDY = (
 )
 
 
-class GCSOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GCSOptions(StrictModel):
     endpoint: str | None = Field(None, description="endpoint override, e.g. a fake-gcs-server emulator")
     project: str | None = Field(None, description="project for the client (defaults to the credentials' project)")
     concurrency: int = Field(32, ge=1, le=256)
 
 
-class GCSServiceAccountAuth(BaseModel):
+class GCSServiceAccountAuth(StrictModel):
     """A service-account key file; the catalog names the variable holding its path, never the key itself."""
 
-    model_config = ConfigDict(extra="forbid")
     mode: Literal["service_account"]
     key_file_env: str
 
 
-class GCSDefaultAuth(BaseModel):
+class GCSDefaultAuth(StrictModel):
     """Application default credentials: GOOGLE_APPLICATION_CREDENTIALS, gcloud ADC, workload identity."""
 
-    model_config = ConfigDict(extra="forbid")
     mode: Literal["default"] = "default"
 
 
-class GCSAnonymousAuth(BaseModel):
+class GCSAnonymousAuth(StrictModel):
     """Unsigned requests, for public buckets (allUsers has objectViewer)."""
 
-    model_config = ConfigDict(extra="forbid")
     mode: Literal["anonymous"]
 
 
 GCSAuth = Annotated[GCSServiceAccountAuth | GCSDefaultAuth | GCSAnonymousAuth, Field(discriminator="mode")]
 
 
-class GCSSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GCSSettings(ProviderSettings):
     options: GCSOptions = GCSOptions()
     auth: GCSAuth = GCSDefaultAuth()
-
-    @field_validator("auth", mode="before")
-    @classmethod
-    def _no_auth_means_default(cls, v: Any) -> Any:
-        """A catalog entry without `auth` (an empty mapping) uses the default credential chain."""
-        return {"mode": "default"} if v == {} else v
 
 
 def gcs_bucket_name_problem(name: str | None) -> str | None:

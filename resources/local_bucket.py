@@ -13,24 +13,21 @@ from pathlib import Path
 
 import pyarrow as pa
 from dagster import ConfigurableResource
-from pydantic import BaseModel, ConfigDict
 
 from resources.bucket import (
     ConnectionStatus,
     ConnectionTest,
     ObjectChanged,
     ObjectGone,
+    StrictModel,
     batch_from_rows,
 )
 
 
-class LocalSettings(BaseModel):
+class LocalSettings(StrictModel):
     """`options` and `auth` of a local connection: there is nothing to authenticate."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+    class Options(StrictModel):
         concurrency: int = 8
 
     options: Options = Options()

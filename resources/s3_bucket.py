@@ -24,7 +24,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 from dagster_aws.s3 import S3Resource
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr
 
 from resources.bucket import (
     CONNECT_TIMEOUT_S,
@@ -37,6 +37,8 @@ from resources.bucket import (
     ObjectChanged,
     ObjectGone,
     PagedListing,
+    ProviderSettings,
+    StrictModel,
     batch_from_rows,
     obstore_addressable,
     obstore_client_options,
@@ -49,8 +51,7 @@ from resources.secrets import MissingSecret, resolve_env, scrub
 _MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
 
 
-class S3Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class S3Options(StrictModel):
     region: str = "us-east-1"
     endpoint: str | None = Field(None, description="custom endpoint for S3-compatible stores and emulators")
     path_style: bool = Field(False, description="path-style addressing (MinIO, some B2/R2 set-ups, emulators)")
@@ -58,42 +59,37 @@ class S3Options(BaseModel):
     concurrency: int = Field(32, ge=1, le=256)
 
 
-class S3KeysAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class S3KeysAuth(StrictModel):
     mode: Literal["keys"]
     access_key_id_env: str
     secret_access_key_env: str
     session_token_env: str | None = None
 
 
-class S3AnonymousAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class S3AnonymousAuth(StrictModel):
     mode: Literal["anonymous"]
 
 
-class S3DefaultAuth(BaseModel):
+class S3DefaultAuth(StrictModel):
     """boto3's default chain: environment, shared config, container or instance role."""
 
-    model_config = ConfigDict(extra="forbid")
     mode: Literal["default"] = "default"
 
 
-class S3ProfileAuth(BaseModel):
+class S3ProfileAuth(StrictModel):
     """A named profile from the shared AWS config (~/.aws/config, AWS_CONFIG_FILE): keys, SSO, role chains."""
 
-    model_config = ConfigDict(extra="forbid")
     mode: Literal["profile"]
     profile: str
 
 
-class S3AssumeRoleAuth(BaseModel):
+class S3AssumeRoleAuth(StrictModel):
     """Assume `role_arn` (cross-account access, e.g. Dataloop's set-up) from source credentials.
 
     The source is boto3's default chain, or keys read from the environment variables named here. The assumed
     credentials are refreshed before they expire, for boto3 and for obstore alike.
     """
 
-    model_config = ConfigDict(extra="forbid")
     mode: Literal["assume_role"]
     role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
     external_id: str | None = None
@@ -109,16 +105,9 @@ S3Auth = Annotated[
 ]
 
 
-class S3Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class S3Settings(ProviderSettings):
     options: S3Options = S3Options()
     auth: S3Auth = S3DefaultAuth()
-
-    @field_validator("auth", mode="before")
-    @classmethod
-    def _no_auth_means_default(cls, v: Any) -> Any:
-        """A catalog entry without `auth` (an empty mapping) uses boto3's default chain."""
-        return {"mode": "default"} if v == {} else v
 
 
 def s3_bucket_name_problem(name: str | None) -> str | None:
