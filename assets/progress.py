@@ -60,4 +60,5 @@ class Progress:
 
     def _report(self) -> None:
         pct = 100.0 * self.done / self.total if self.total else 100.0
-        self.log.info(f"{self.label}: {self.done}/{self.total} ({pct:.0f}%), {self.rate:.0f}/s")
+        rate = f"{self.rate:.1f}" if self.rate < 10 else f"{self.rate:.0f}"
+        self.log.info(f"{self.label}: {self.done}/{self.total} ({pct:.0f}%), {rate}/s")
