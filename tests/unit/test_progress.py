@@ -17,12 +17,12 @@ class Log:
 
 
 def test_reports_on_its_interval_and_at_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Calls: start, then one per advance, then the closing report's rate.
-    clock = iter([0.0, 1.0, 2.0, 6.0, 7.0, 8.0])
-    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
+    now = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
     log = Log()
     with Progress(log, "probing 'demo'", total=4, every_s=5.0) as progress:
-        for _ in range(4):
+        for at in (1.0, 2.0, 6.0, 8.0):  # only the third advance comes 5 s after the last report
+            now[0] = at
             progress.advance()
     assert log.lines == ["probing 'demo': 3/4 (75%), 0.5/s", "probing 'demo': 4/4 (100%), 0.5/s"]
 
