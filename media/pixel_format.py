@@ -49,6 +49,64 @@ class _BitReader:
                 raise ValueError("Exp-Golomb code longer than 32 bits")
         return (1 << zeros) - 1 + self.bits(zeros)
 
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k % 2 else -(k // 2)
+
+
+def _skip_scaling_list(bits: _BitReader, size: int) -> None:
+    last = next_scale = 8
+    for _ in range(size):
+        if next_scale != 0:
+            next_scale = (last + bits.se() + 256) % 256
+        last = next_scale or last
+
+
+def _avc_full_range(bits: _BitReader, chroma_format: int, high: bool) -> bool:
+    """Read on from just after the bit depths (high profiles) or the SPS id to the VUI's video_full_range_flag.
+
+    ffprobe names a full-range 8-bit stream yuvj420p, and Vi's check compares against that name, so the flag decides
+    whether an otherwise compliant video passes. ITU-T H.264 7.3.2.1.1 and E.1.1; any SPS that ends before the flag
+    simply has no VUI signal type, i.e. limited range.
+    """
+    if high:
+        bits.ue()  # bit_depth_chroma_minus8
+        bits.bit()  # qpprime_y_zero_transform_bypass_flag
+        if bits.bit():  # seq_scaling_matrix_present_flag
+            for i in range(8 if chroma_format != 3 else 12):
+                if bits.bit():
+                    _skip_scaling_list(bits, 16 if i < 6 else 64)
+    bits.ue()  # log2_max_frame_num_minus4
+    poc_type = bits.ue()
+    if poc_type == 0:
+        bits.ue()
+    elif poc_type == 1:
+        bits.bit()
+        bits.se()
+        bits.se()
+        for _ in range(bits.ue()):
+            bits.se()
+    bits.ue()  # max_num_ref_frames
+    bits.bit()  # gaps_in_frame_num_value_allowed_flag
+    bits.ue()  # pic_width_in_mbs_minus1
+    bits.ue()  # pic_height_in_map_units_minus1
+    if not bits.bit():  # frame_mbs_only_flag
+        bits.bit()
+    bits.bit()  # direct_8x8_inference_flag
+    if bits.bit():  # frame_cropping_flag
+        for _ in range(4):
+            bits.ue()
+    if not bits.bit():  # vui_parameters_present_flag
+        return False
+    if bits.bit() and bits.bits(8) == 255:  # aspect_ratio_info_present_flag, aspect_ratio_idc == Extended_SAR
+        bits.bits(32)
+    if bits.bit():  # overscan_info_present_flag
+        bits.bit()
+    if not bits.bit():  # video_signal_type_present_flag
+        return False
+    bits.bits(3)  # video_format
+    return bool(bits.bit())
+
 
 def _unescape(nal: bytes) -> bytes:
     """Drop emulation-prevention bytes (00 00 03 -> 00 00) so the RBSP can be read bit by bit."""
@@ -63,19 +121,26 @@ def from_avcc(record: bytes) -> str | None:
     if len(sps) < 4:
         return None
     rbsp = _unescape(sps[1:])  # skip the NAL header byte
-    profile_idc = rbsp[0]
-    if profile_idc not in _AVC_HIGH_PROFILES:
-        return "yuv420p"
+    high = rbsp[0] in _AVC_HIGH_PROFILES
+    chroma_format, bit_depth = 1, 8  # what every non-high profile implies
     try:
         bits = _BitReader(rbsp[3:])  # after profile_idc, constraint flags, level_idc
         bits.ue()  # seq_parameter_set_id
-        chroma_format = bits.ue()
-        if chroma_format == 3:
-            bits.bit()  # separate_colour_plane_flag
-        bit_depth = bits.ue() + 8
+        if high:
+            chroma_format = bits.ue()
+            if chroma_format == 3:
+                bits.bit()  # separate_colour_plane_flag
+            bit_depth = bits.ue() + 8
     except ValueError:
         return None
-    return ffmpeg_name(chroma_format, bit_depth)
+    name = ffmpeg_name(chroma_format, bit_depth)
+    try:
+        full_range = _avc_full_range(bits, chroma_format, high)
+    except ValueError:
+        full_range = False
+    if name and full_range and bit_depth == 8 and name.startswith("yuv"):
+        return "yuvj" + name[3:]
+    return name
 
 
 def from_hvcc(record: bytes) -> str | None:

@@ -266,3 +266,26 @@ def test_heif_and_avif_are_images_in_an_iso_wrapper() -> None:
     avif = box(b"ftyp", b"avif" + bytes(4) + b"avifmif1") + box(b"meta", bytes(20))
     assert (probe_bytes(heic).kind, probe_bytes(heic).format, probe_bytes(heic).error) == ("image", "heic", None)
     assert (probe_bytes(avif).kind, probe_bytes(avif).format) == ("image", "avif")
+
+
+@pytest.mark.parametrize(
+    "pix_fmt", ["yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv420p10le"]
+)
+def test_pixel_format_matches_what_ffmpeg_reports_including_full_range(pix_fmt: str) -> None:
+    """ffprobe (and so Vi's check) names full-range 8-bit H.264 'yuvj420p'; the SPS's VUI range flag must decide."""
+    import io
+
+    import av
+
+    data = synth.mp4(pix_fmt=pix_fmt)
+    with av.open(io.BytesIO(data)) as container:
+        reported = container.streams.video[0].codec_context.pix_fmt
+    assert reported == pix_fmt
+    assert probe(RangeReader.from_bytes(data)).pix_fmt == reported
+
+
+def test_full_range_video_breaks_the_strict_pixel_format_rule() -> None:
+    from media.rules import judge
+
+    facts = probe(RangeReader.from_bytes(synth.mp4(pix_fmt="yuvj420p")))
+    assert [v.rule for v in judge(facts, "clips/full-range.mp4", "strict")] == ["mp4_pixel_format"]
