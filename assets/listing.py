@@ -26,7 +26,7 @@ from assets.partitions import connections_partitions
 from resources.bucket import LISTING_SCHEMA, Bucket
 from resources.catalog import CatalogResource, Connection
 from resources.providers import open_bucket
-from resources.storage import SyncHome, atomic_path
+from resources.storage import SyncHome, atomic_path, scratch_duckdb
 
 PREVIEW_KEYS = 20
 
@@ -130,7 +130,7 @@ def diff_listing(listing: Path, baseline: Path, target: Path) -> dict[str, int]:
     vanished while a new key appeared with the same size and the same content fingerprint (the provider's MD5, else
     its etag, which providers only repeat for identical content or a rename) is a move, not a delete plus an add.
     """
-    con = duckdb.connect()
+    con = scratch_duckdb(target.parent / ".spill")
     con.execute(f"CREATE VIEW n AS SELECT * FROM read_parquet('{listing}')")
     if baseline.exists():
         con.execute(f"CREATE VIEW b AS SELECT * FROM read_parquet('{baseline}')")

@@ -7,13 +7,12 @@ know each image's size.
 import json
 from pathlib import PurePosixPath
 
-import duckdb
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from resources.catalog import CatalogResource, Connection
-from resources.storage import SyncHome, atomic_path
+from resources.storage import SyncHome, atomic_path, scratch_duckdb
 
 HEADER = ({"version": "1.1"}, {"type": "images"})
 
@@ -42,7 +41,7 @@ def cvat_manifest(context: AssetExecutionContext, catalog: CatalogResource, home
     conn = catalog.connection(name)
     probes = home.snapshot(name, "probes")
     target = home.manifest_path(name)
-    con = duckdb.connect()
+    con = scratch_duckdb(probes.parent / ".spill")
     reader = con.sql(
         f"""
         SELECT key, manifest_width, manifest_height FROM read_parquet('{probes}')

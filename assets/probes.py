@@ -31,7 +31,7 @@ from media.rules import ALL_RULES, Profile, get_profile, judge, manifest_size
 from resources.bucket import Bucket
 from resources.catalog import CatalogResource
 from resources.providers import open_bucket, probe_concurrency
-from resources.storage import SyncHome, atomic_path
+from resources.storage import SyncHome, atomic_path, scratch_duckdb
 
 PROBES_SCHEMA = pa.schema(
     [
@@ -119,7 +119,7 @@ def _plan(changes: Path, known: list[Path]) -> duckdb.DuckDBPyConnection:
     newest fact per key wins). `carried`: the same object version was probed before. `moved`: its content was
     probed under the key it moved from. `probe`: read it.
     """
-    con = duckdb.connect()
+    con = scratch_duckdb(changes.parent / ".spill")
     con.execute(f"CREATE VIEW c AS SELECT * FROM read_parquet('{changes}') WHERE change <> 'deleted'")
     if not known:
         con.execute("CREATE VIEW plan AS SELECT c.*, 'probe' AS action, NULL::VARCHAR AS facts_key FROM c")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -61,3 +62,20 @@ class SyncHome(ConfigurableResource):
         folder = self.root / "snapshots" / connection
         folder.mkdir(parents=True, exist_ok=True)
         return folder / (f"{name}.json" if name == "state" else f"{name}.parquet")
+
+
+def scratch_duckdb(spill_dir: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB session for work over Parquet snapshots, capped in memory and spilling to disk.
+
+    Diffs and plans join listings of tens of millions of keys; with DuckDB's default (80% of RAM) they would grow
+    with the bucket. The cap ($BUCKET_SYNC_DUCKDB_MEMORY, default 512MB) makes them spill to `spill_dir` instead,
+    so a sync's memory stays flat however large the bucket. Queries that need an order say ORDER BY.
+    """
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(
+        config={
+            "memory_limit": os.environ.get("BUCKET_SYNC_DUCKDB_MEMORY", "512MB"),
+            "temp_directory": str(spill_dir),
+            "preserve_insertion_order": False,
+        }
+    )
