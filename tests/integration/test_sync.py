@@ -69,6 +69,23 @@ def upload(bucket: BucketUnderTest, made: dict[str, Made]) -> None:
     bucket.folder_marker(PREFIX + "empty-folder/")
 
 
+def synced_dataset(bucket: BucketUnderTest, ws: Workspace, instance: DagsterInstance) -> tuple[dict[str, Made], str]:
+    """Upload the dataset to a fresh connection on `bucket` and sync it once."""
+    made = dataset()
+    upload(bucket, made)
+    name = unique_name(bucket.provider)
+    ws.write_catalog(bucket.entry(name, prefix=PREFIX))
+    assert run_sync(name, instance, log_level="WARNING").ok
+    return made, name
+
+
+def last_sync(ws: Workspace, name: str, columns: str) -> tuple[Any, ...]:
+    """The chosen columns of the connection's most recent `syncs` row."""
+    return ws.query(
+        f"SELECT {columns} FROM syncs WHERE connection = $c ORDER BY finished_at DESC LIMIT 1", {"c": name}
+    )[0]
+
+
 def media_rows(ws: Workspace, name: str) -> dict[str, dict[str, Any]]:
     with ws.index.connect(read_only=True) as con:
         cur = con.execute("SELECT * FROM media WHERE connection = $c", {"c": name})
@@ -138,33 +155,19 @@ def test_full_sync_lists_probes_judges_and_indexes(
 def test_unchanged_resync_reads_nothing(
     test_bucket: BucketUnderTest, workspace: Workspace, dagster_instance: DagsterInstance
 ) -> None:
-    made = dataset()
-    upload(test_bucket, made)
-    name = unique_name(test_bucket.provider)
-    workspace.write_catalog(test_bucket.entry(name, prefix=PREFIX))
+    made, name = synced_dataset(test_bucket, workspace, dagster_instance)
     assert run_sync(name, dagster_instance, log_level="WARNING").ok
-    assert run_sync(name, dagster_instance, log_level="WARNING").ok
-    second = workspace.query(
-        "SELECT unchanged, probed, carried, requests, bytes_read FROM syncs WHERE connection = $c "
-        "ORDER BY finished_at DESC LIMIT 1",
-        {"c": name},
-    )[0]
+    second = last_sync(workspace, name, "unchanged, probed, carried, requests, bytes_read")
     assert second == (len(made), 0, len(made), 0, 0)
     assert run_sync(name, dagster_instance, full=True, log_level="WARNING").ok
-    third = workspace.query(
-        "SELECT probed, full_resync FROM syncs WHERE connection = $c ORDER BY finished_at DESC LIMIT 1", {"c": name}
-    )[0]
+    third = last_sync(workspace, name, "probed, full_resync")
     assert third == (len(made), True)
 
 
 def test_add_overwrite_delete_and_move_are_tracked(
     test_bucket: BucketUnderTest, workspace: Workspace, dagster_instance: DagsterInstance
 ) -> None:
-    made = dataset()
-    upload(test_bucket, made)
-    name = unique_name(test_bucket.provider)
-    workspace.write_catalog(test_bucket.entry(name, prefix=PREFIX))
-    assert run_sync(name, dagster_instance, log_level="WARNING").ok
+    made, name = synced_dataset(test_bucket, workspace, dagster_instance)
 
     test_bucket.put(PREFIX + "added.png", synth.png(50, 40))
     test_bucket.put(PREFIX + "upright.jpg", synth.jpeg(800, 600, orientation=1))  # new content, same key
@@ -177,11 +180,7 @@ def test_add_overwrite_delete_and_move_are_tracked(
         test_bucket.delete(moved_from)
 
     assert run_sync(name, dagster_instance, log_level="WARNING").ok
-    row = workspace.query(
-        "SELECT listed, new, changed, unchanged, deleted, moved, probed, carried FROM syncs WHERE connection = $c "
-        "ORDER BY finished_at DESC LIMIT 1",
-        {"c": name},
-    )[0]
+    row = last_sync(workspace, name, "listed, new, changed, unchanged, deleted, moved, probed, carried")
     n = len(made)
     # listed: n - 1 deleted + 1 added (the move keeps the count); probed: the added and the overwritten objects.
     assert row == (n, 1, 1, n - 3, 1, 1, 2, n - 2)
@@ -211,11 +210,7 @@ def test_add_overwrite_delete_and_move_are_tracked(
 def test_collapsed_listing_is_blocked_until_allowed(
     test_bucket: BucketUnderTest, workspace: Workspace, dagster_instance: DagsterInstance
 ) -> None:
-    made = dataset()
-    upload(test_bucket, made)
-    name = unique_name(test_bucket.provider)
-    workspace.write_catalog(test_bucket.entry(name, prefix=PREFIX))
-    assert run_sync(name, dagster_instance, log_level="WARNING").ok
+    made, name = synced_dataset(test_bucket, workspace, dagster_instance)
     manifest_before = workspace.sync_home.manifest_path(name).read_text()
 
     survivors = ["upright.jpg", "clips/compliant.mp4"]
@@ -252,10 +247,7 @@ def test_move_without_a_content_hash_is_recognised_by_the_bytes_already_read(
     bucket.put("unrelated.jpg", synth.jpeg(900, 600, orientation=3))  # same size class, different bytes
     assert run_sync("copies", dagster_instance, log_level="WARNING").ok
 
-    row = workspace.query(
-        "SELECT new, deleted, moved FROM syncs WHERE connection = 'copies' ORDER BY finished_at DESC LIMIT 1"
-    )
-    assert row == [(1, 0, 1)]
+    assert last_sync(workspace, "copies", "new, deleted, moved") == (1, 0, 1)
     assert workspace.query(
         "SELECT key, deleted, moved_to, moved_from FROM objects WHERE connection = 'copies' AND key LIKE '%photo.jpg' "
         "ORDER BY key"
