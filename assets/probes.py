@@ -295,9 +295,10 @@ def media_probes(
     pinned.unlink(missing_ok=True)
     if previous.exists() and not config.full:
         os.link(previous, pinned)
-    known = checkpoint.parts() + ([pinned] if pinned.exists() else [])
-    if checkpoint.parts():
-        context.log.info(f"'{name}': resuming from {len(checkpoint.parts())} checkpoint part(s) of an interrupted run")
+    parts = checkpoint.parts()
+    known = parts + ([pinned] if pinned.exists() else [])
+    if parts:
+        context.log.info(f"'{name}': resuming from {len(parts)} checkpoint part(s) of an interrupted run")
 
     con = _plan(changes, known)
     planned = dict(con.execute("SELECT action, count(*) FROM plan GROUP BY action").fetchall())
