@@ -162,3 +162,23 @@ class AzureTestBucket:
 
     def folder_marker(self, key: str) -> None:
         self.put(key.rstrip("/") + "/", b"")
+
+
+#: Keys that break naive clients and that every cloud provider stores as given: spaces, unicode, percent signs,
+#: query/fragment characters, an empty segment, a leading slash and a folder marker. (`.`/`..` segments are not
+#: here: Azure's SDK normalises them away; the GCS and S3 tests add them.)
+ODD_KEYS: tuple[str, ...] = (
+    "plain.jpg",
+    "with space/photo one.jpg",
+    "unicodé/ñandú 😀.jpg",
+    "percent%20literal.jpg",
+    "q?x#y.jpg",
+    "double//slash.jpg",
+    "/leading.jpg",
+    "folder/",
+)
+
+
+def odd_body(key: str) -> bytes:
+    """Content unique to each key, so a read of the wrong object cannot pass for the right one."""
+    return b"HEAD" + key.encode() + bytes(range(256)) * 4

@@ -19,24 +19,13 @@ from azure.storage.blob import ContainerSasPermissions, ContentSettings, PublicA
 from resources.azure_bucket import AzureBucket
 from resources.bucket import LISTING_SCHEMA, Bucket, ObjectChanged, ObjectGone
 from resources.providers import open_bucket, validate_provider_settings
+from tests.integration.buckets import ODD_KEYS as SHARED_ODD_KEYS
+from tests.integration.buckets import odd_body
 from tests.servers import Server
 
 pytestmark = pytest.mark.integration
 
-ODD_KEYS = (
-    "plain.jpg",
-    "with space/photo one.jpg",
-    "unicodé/ñandú 😀.jpg",
-    "percent%20literal.jpg",
-    "q?x#y.jpg",
-    "double//slash.jpg",
-    "/leading.jpg",
-    "folder/",
-)
-
-
-def body(key: str) -> bytes:
-    return b"HEAD" + key.encode() + bytes(range(256)) * 4
+ODD_KEYS = SHARED_ODD_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +33,7 @@ def container(azure_admin: Any) -> str:
     name = f"media-{uuid.uuid4().hex[:8]}"
     client = azure_admin.create_container(name)
     for key in ODD_KEYS:
-        data = body(key)
+        data = odd_body(key)
         # Azure states Content-MD5 when the uploader sets it (the portal and azcopy do); the listing carries it.
         client.upload_blob(key, data, content_settings=ContentSettings(content_md5=hashlib.md5(data).digest()))
     return name
@@ -62,7 +51,7 @@ def scratch_container(azure_admin: Any) -> str:
 def public_container(azure_admin: Any) -> str:
     name = f"public-{uuid.uuid4().hex[:8]}"
     client = azure_admin.create_container(name, public_access=PublicAccess.Container)
-    client.upload_blob("open.jpg", body("open.jpg"))
+    client.upload_blob("open.jpg", odd_body("open.jpg"))
     return name
 
 
@@ -96,8 +85,8 @@ def test_listing_returns_every_key_exactly_with_size_and_md5(
     by_key = {r["key"]: r for r in rows}
     assert sorted(by_key) == sorted(ODD_KEYS)
     for key in ODD_KEYS:
-        assert by_key[key]["size"] == len(body(key))
-        assert by_key[key]["content_md5"] == hashlib.md5(body(key)).hexdigest()
+        assert by_key[key]["size"] == len(odd_body(key))
+        assert by_key[key]["content_md5"] == hashlib.md5(odd_body(key)).hexdigest()
         assert by_key[key]["etag"] and by_key[key]["last_modified"] is not None
     assert [r["key"] for r in listing(bucket, "with space/")] == ["with space/photo one.jpg"]
 
@@ -108,7 +97,7 @@ def test_read_range_returns_the_exact_bytes(
 ):
     bucket = open_bucket(azure_connection("az-read", container, azurite, key_auth))
     etag = {r["key"]: r["etag"] for r in listing(bucket)}[key]
-    assert bucket.read_range(key, 3, 700, etag=etag) == body(key)[3:700]
+    assert bucket.read_range(key, 3, 700, etag=etag) == odd_body(key)[3:700]
     assert bucket.read_range(key, 0, 4) == b"HEAD"
 
 

@@ -19,28 +19,13 @@ import pytest
 from resources.bucket import LISTING_SCHEMA, Bucket, ConnectionMisconfigured, ObjectChanged, ObjectGone
 from resources.gcs_bucket import GCSBucket, _generation_from_json_etag
 from resources.providers import open_bucket, validate_provider_settings
+from tests.integration.buckets import ODD_KEYS as SHARED_ODD_KEYS
+from tests.integration.buckets import odd_body
 from tests.servers import Server
 
 pytestmark = pytest.mark.integration
 
-#: Keys that break naive clients: spaces, unicode, percent signs, query/fragment characters, empty and dot
-#: segments, a leading slash and a folder marker. fake-gcs-server stores all of them as given.
-ODD_KEYS = (
-    "plain.jpg",
-    "with space/photo one.jpg",
-    "unicodé/ñandú 😀.jpg",
-    "percent%20literal.jpg",
-    "q?x#y.jpg",
-    "double//slash.jpg",
-    "dots/../escape.jpg",
-    "./dot-lead.jpg",
-    "/leading.jpg",
-    "folder/",
-)
-
-
-def body(key: str) -> bytes:
-    return b"HEAD" + key.encode() + bytes(range(256)) * 4
+ODD_KEYS = (*SHARED_ODD_KEYS, "dots/../escape.jpg", "./dot-lead.jpg")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +33,7 @@ def gcs_bucket_name(gcs_admin: Any) -> str:
     name = f"media-{uuid.uuid4().hex[:8]}"
     bucket = gcs_admin.create_bucket(name)
     for key in ODD_KEYS:
-        bucket.blob(key).upload_from_string(body(key))
+        bucket.blob(key).upload_from_string(odd_body(key))
     return name
 
 
@@ -75,8 +60,8 @@ def test_listing_returns_every_key_exactly_with_size_md5_and_generation(
     assert sorted(by_key) == sorted(ODD_KEYS)
     for key in ODD_KEYS:
         row = by_key[key]
-        assert row["size"] == len(body(key))
-        assert row["content_md5"] == hashlib.md5(body(key)).hexdigest()
+        assert row["size"] == len(odd_body(key))
+        assert row["content_md5"] == hashlib.md5(odd_body(key)).hexdigest()
         assert row["etag"] and row["version"] and row["version"].isdigit()
         assert row["last_modified"] is not None
 
@@ -90,7 +75,7 @@ def test_listing_under_a_prefix(fake_gcs: Server, gcs_bucket_name: str, gcs_conn
 def test_read_range_returns_the_exact_bytes(fake_gcs: Server, gcs_bucket_name: str, gcs_connection: Any, key: str):
     bucket = open_bucket(gcs_connection("gcs-read", gcs_bucket_name, fake_gcs.endpoint))
     etag = {r["key"]: r["etag"] for r in listing(bucket)}[key]
-    assert bucket.read_range(key, 3, 700, etag=etag) == body(key)[3:700]
+    assert bucket.read_range(key, 3, 700, etag=etag) == odd_body(key)[3:700]
     assert bucket.read_range(key, 0, 4) == b"HEAD"
 
 
