@@ -451,8 +451,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     sent += len(chunk)
                 self.wfile.write(b"0\r\n\r\n")
-            if (response.getheader("Connection") or "").lower() == "close":
-                self.close_connection = True
+            # The upstream connection is this request's alone, so its `Connection: close` (moto's werkzeug sends it
+            # on every answer) says nothing about the client's connection. Closing the client connection here, with
+            # the header stripped as hop-by-hop, raced the client's reuse of it: a retry spent on a dead socket
+            # never reached the proxy, and the request count came out one short.
             record(response.status, sent)
         except (OSError, http.client.HTTPException):
             # The upstream failed us: tell the client the way a gateway would, and close.
