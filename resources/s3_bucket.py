@@ -239,9 +239,10 @@ class S3Bucket(PagedListing, S3Resource):
                 aws_session_token=self.aws_session_token,
             )
         # "standard" retries connection errors, read timeouts, 500/502/503/504 and throttling codes (SlowDown,
-        # 429 Too Many Requests) with exponential backoff and jitter; `max_attempts` counts the first try.
+        # 429 Too Many Requests) with exponential backoff and jitter. botocore's `max_attempts` key counts retries
+        # only; `total_max_attempts` counts the first try too, which is what `max_attempts` means here.
         config = BotoConfig(
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=min(self.timeout_s, CONNECT_TIMEOUT_S),
             read_timeout=self.timeout_s,
             s3={"addressing_style": "path" if self.path_style else "auto"},
@@ -449,7 +450,7 @@ def _assumed_role_session(
             service,
             region_name=region,
             endpoint_url=sts_endpoint,
-            config=BotoConfig(connect_timeout=5, retries={"max_attempts": 2, "mode": "standard"}),
+            config=BotoConfig(connect_timeout=5, retries={"total_max_attempts": 2, "mode": "standard"}),
             **kwargs,
         )
 
