@@ -1,22 +1,25 @@
-"""`media_index`: fold the sync into the DuckDB index, then make its listing the baseline for the next diff.
+"""`media_index`: fold the sync into the DuckDB index in one transaction, then publish it (assets/publish.py).
 
-The baseline moves only after the index has committed, so a sync that fails or is blocked anywhere before this
-point leaves the next sync diffing against the last state the index really holds.
+The baseline and the manifest move only after the index has committed, so a sync that fails or is blocked anywhere
+before this point leaves the next sync diffing against the last state the index really holds, and people reading the
+last state that was whole.
 """
 
 import json
-import shutil
 from datetime import datetime
 
 import duckdb
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.listing import object_listing
+from assets.manifest import cvat_manifest
 from assets.partitions import connections_partitions
 from assets.probes import media_probes
+from assets.publish import publish
+from media.rules import get_profile
 from resources.catalog import CatalogResource, Connection
-from resources.index import MediaIndex, SyncCounts
-from resources.storage import SyncHome, atomic_path
+from resources.index import MediaIndex, SyncCounts, SyncSnapshot
+from resources.storage import SyncHome
 
 
 def connection_row(conn: Connection) -> dict[str, str]:
@@ -33,11 +36,14 @@ def connection_row(conn: Connection) -> dict[str, str]:
 
 @asset(
     partitions_def=connections_partitions,
-    deps=[object_listing, media_probes],
+    deps=[object_listing, media_probes, cvat_manifest],
     group_name="sync",
     kinds={"duckdb"},
     pool="duckdb_index",
-    description="The DuckDB index: objects (with tombstones and moves), media facts, and one syncs row per run.",
+    description=(
+        "The DuckDB index: objects (with tombstones and moves), media facts, violations and one syncs row per run, "
+        "committed in one transaction; the run's manifest and baseline are published only after it commits."
+    ),
 )
 def media_index(
     context: AssetExecutionContext, catalog: CatalogResource, home: SyncHome, index: MediaIndex
@@ -45,20 +51,29 @@ def media_index(
     name = context.partition_key
     conn = catalog.connection(name)
     state = json.loads(home.snapshot(name, "state").read_text())
-    probes, violations = home.snapshot(name, "probes"), home.snapshot(name, "violations")
+    snapshot = SyncSnapshot(
+        changes=home.snapshot(name, "changes"),
+        probes=home.snapshot(name, "probes"),
+        moves=home.snapshot(name, "moves"),
+        violations=home.snapshot(name, "violations"),
+    )
     con = duckdb.connect()
     probed, carried, accepted, bytes_read, requests = con.execute(
-        f"""
+        """
         SELECT count(*) FILTER (WHERE source = 'probed'), count(*) FILTER (WHERE source <> 'probed'),
                count(*) FILTER (WHERE accepted),
                coalesce(sum(bytes_read) FILTER (WHERE source = 'probed'), 0),
                coalesce(sum(requests) FILTER (WHERE source = 'probed'), 0)
-        FROM read_parquet('{probes}')
-        """
+        FROM read_parquet($p)
+        """,
+        {"p": str(snapshot.probes)},
     ).fetchone()
-    violation_count = con.execute(f"SELECT count(*) FROM read_parquet('{violations}')").fetchone()[0]
-    moves = home.snapshot(name, "moves")
-    late_moves = int(con.execute(f"SELECT count(*) FROM read_parquet('{moves}')").fetchone()[0])
+    rules = get_profile(conn.profile).rules
+    violation_count = con.execute(
+        "SELECT count(*) FROM read_parquet($p) WHERE list_contains($rules, rule)",
+        {"p": str(snapshot.violations), "rules": list(rules)},
+    ).fetchone()[0]
+    late_moves = int(con.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(snapshot.moves)}).fetchone()[0])
     con.close()
     full = bool(context.run.run_config.get("ops", {}).get("media_probes", {}).get("config", {}).get("full", False))
     counts = SyncCounts(
@@ -80,10 +95,9 @@ def media_index(
         bytes_read=int(bytes_read),
         requests=int(requests),
     )
-    index.apply_sync(connection_row(conn), home.snapshot(name, "changes"), probes, moves, counts)
-    with atomic_path(home.snapshot(name, "baseline")) as tmp:
-        shutil.copyfile(home.snapshot(name, "listing"), tmp)
-    context.log.info(f"'{name}': index updated at {index.file}")
+    index.apply_sync(connection_row(conn), snapshot, rules, counts)
+    publish(home, name, context.run.run_id)
+    context.log.info(f"'{name}': index updated at {index.file}; manifest published at {home.manifest_path(name)}")
     return MaterializeResult(
         metadata={
             "listed": MetadataValue.int(counts.listed),

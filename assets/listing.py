@@ -23,8 +23,10 @@ from pydantic import Field
 
 from assets.overlap import active_syncs
 from assets.partitions import connections_partitions
+from assets.publish import recover
 from resources.bucket import LISTING_SCHEMA, Bucket
 from resources.catalog import CatalogResource, Connection
+from resources.index import MediaIndex
 from resources.providers import open_bucket
 from resources.storage import SyncHome, atomic_path, scratch_duckdb
 
@@ -67,14 +69,14 @@ def media_batches(bucket: Bucket, conn: Connection, stats: Counter[str]) -> Iter
 
 # An order-independent fingerprint of a listing: the count and the sum (mod 2^64) of a hash of each object version.
 # Summing makes it computable page by page across sensor ticks, and equal for equal listings in any order.
-_FINGERPRINT_SQL = "SELECT count(*), coalesce(sum(hash(key, coalesce(etag, ''), size)), 0)::VARCHAR FROM {source}"
+_FINGERPRINT_SQL = "SELECT count(*), coalesce(sum(hash(key, coalesce(etag, ''), size)), 0)::VARCHAR FROM listing"
 
 
 def fingerprint(batch: pa.RecordBatch | pa.Table) -> tuple[int, int]:
     """(count, digest) of one listing batch."""
     con = duckdb.connect()
-    con.register("batch", batch)
-    count, digest = con.execute(_FINGERPRINT_SQL.format(source="batch")).fetchone()
+    con.register("listing", batch)
+    count, digest = con.execute(_FINGERPRINT_SQL).fetchone()
     con.close()
     return int(count), int(digest) % 2**64
 
@@ -84,7 +86,8 @@ def baseline_fingerprint(baseline: Path) -> tuple[int, int] | None:
     if not baseline.exists():
         return None
     con = duckdb.connect()
-    count, digest = con.execute(_FINGERPRINT_SQL.format(source=f"read_parquet('{baseline}')")).fetchone()
+    con.read_parquet(str(baseline)).create_view("listing")
+    count, digest = con.execute(_FINGERPRINT_SQL).fetchone()
     con.close()
     return int(count), int(digest) % 2**64
 
@@ -123,6 +126,33 @@ def write_listing(bucket: Bucket, conn: Connection, target: Path) -> dict[str, A
     return dict(stats)
 
 
+def keep_unread_parts(listing: Path, baseline: Path, gaps: list[str]) -> int:
+    """Add to `listing` the baseline rows under `gaps`, folders the provider could not read this time.
+
+    An unreadable folder says nothing about its files: they keep their last known state (unchanged in the diff) rather
+    than being tombstoned. Returns how many rows were kept that way.
+    """
+    if not gaps or not baseline.exists():
+        return 0
+    con = scratch_duckdb(listing.parent / ".spill")
+    con.read_parquet(str(listing)).create_view("n")
+    con.read_parquet(str(baseline)).create_view("b")
+    kept = con.sql(
+        """
+        SELECT b.* FROM b ANTI JOIN n ON b.key = n.key
+        WHERE EXISTS (SELECT 1 FROM unnest($gaps) AS g(folder) WHERE starts_with(b.key, g.folder))
+        """,
+        params={"gaps": gaps},
+    )
+    kept.create_view("kept")
+    count = int(con.execute("SELECT count(*) FROM kept").fetchall()[0][0])
+    if count:
+        with atomic_path(listing) as tmp:
+            con.sql("SELECT * FROM n UNION ALL BY NAME SELECT * FROM kept").write_parquet(str(tmp))
+    con.close()
+    return count
+
+
 def diff_listing(listing: Path, baseline: Path, target: Path) -> dict[str, int]:
     """Classify every key as new, changed, unchanged or deleted against the baseline, and pair moves.
 
@@ -131,9 +161,9 @@ def diff_listing(listing: Path, baseline: Path, target: Path) -> dict[str, int]:
     its etag, which providers only repeat for identical content or a rename) is a move, not a delete plus an add.
     """
     con = scratch_duckdb(target.parent / ".spill")
-    con.execute(f"CREATE VIEW n AS SELECT * FROM read_parquet('{listing}')")
+    con.read_parquet(str(listing)).create_view("n")
     if baseline.exists():
-        con.execute(f"CREATE VIEW b AS SELECT * FROM read_parquet('{baseline}')")
+        con.read_parquet(str(baseline)).create_view("b")
     else:
         con.execute("CREATE VIEW b AS SELECT * FROM n WHERE false")
     query = """
@@ -141,7 +171,8 @@ def diff_listing(listing: Path, baseline: Path, target: Path) -> dict[str, int]:
             SELECT n.*, CASE
                 WHEN b.key IS NULL THEN 'new'
                 WHEN n.etag IS DISTINCT FROM b.etag OR n.size <> b.size
-                     OR n.last_modified IS DISTINCT FROM b.last_modified THEN 'changed'
+                     OR n.last_modified IS DISTINCT FROM b.last_modified
+                     OR n.version IS DISTINCT FROM b.version THEN 'changed'
                 ELSE 'unchanged' END AS change
             FROM n LEFT JOIN b ON n.key = b.key
         ),
@@ -164,9 +195,9 @@ def diff_listing(listing: Path, baseline: Path, target: Path) -> dict[str, int]:
         FROM gone LEFT JOIN moves m ON gone.key = m.old_key
     """
     with atomic_path(target) as tmp:
-        con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet)")
+        con.sql(query).write_parquet(str(tmp))
     row = con.execute(
-        f"""
+        """
         SELECT count(*) FILTER (WHERE change <> 'deleted'),
                count(*) FILTER (WHERE change = 'new' AND moved_from IS NULL),
                count(*) FILTER (WHERE change = 'changed'),
@@ -174,8 +205,9 @@ def diff_listing(listing: Path, baseline: Path, target: Path) -> dict[str, int]:
                count(*) FILTER (WHERE change = 'deleted' AND moved_to IS NULL),
                count(*) FILTER (WHERE moved_from IS NOT NULL),
                (SELECT count(*) FROM b)
-        FROM read_parquet('{target}')
-        """
+        FROM read_parquet($target)
+        """,
+        {"target": str(target)},
     ).fetchone()
     con.close()
     names = ("listed", "new", "changed", "unchanged", "deleted", "moved", "baseline_listed")
@@ -208,18 +240,33 @@ def _preview_table(samples: list[str]) -> str:
     description="Every object under the connection's prefix, diffed against the last sync that reached the index.",
 )
 def object_listing(
-    context: AssetExecutionContext, config: ListingConfig, catalog: CatalogResource, home: SyncHome
+    context: AssetExecutionContext,
+    config: ListingConfig,
+    catalog: CatalogResource,
+    home: SyncHome,
+    index: MediaIndex,
 ) -> MaterializeResult:
     name = context.partition_key
     refuse_overlap(context, name)
+    # No other run syncs this connection now: what earlier runs left half-done is ours to finish or clear.
+    leftovers = home.remove_leftovers(name)
+    if leftovers:
+        context.log.info(f"'{name}': removed {len(leftovers)} temporary file(s) left by a killed run")
+    recover(home, index, name, context.log.info)
     conn = catalog.connection(name)
     started_at = datetime.now(UTC)
     bucket = open_bucket(conn)
     context.log.info(f"listing {conn.provider} connection '{name}' under prefix '{conn.prefix}'")
-    seen = write_listing(bucket, conn, home.snapshot(name, "listing"))
-    counts = diff_listing(
-        home.snapshot(name, "listing"), home.snapshot(name, "baseline"), home.snapshot(name, "changes")
-    )
+    listing, baseline = home.snapshot(name, "listing"), home.snapshot(name, "baseline")
+    seen = write_listing(bucket, conn, listing)
+    gaps = bucket.listing_gaps()
+    kept = keep_unread_parts(listing, baseline, gaps)
+    if gaps:
+        context.log.warning(
+            f"'{name}': {len(gaps)} folder(s) could not be read; their {kept} known object(s) keep their last "
+            f"state: {', '.join(gaps[:10])}"
+        )
+    counts = diff_listing(listing, baseline, home.snapshot(name, "changes"))
     state = {
         "run_id": context.run.run_id,
         "started_at": started_at.isoformat(),
@@ -228,6 +275,8 @@ def object_listing(
         "folder_markers": seen.get("folder_markers", 0),
         "filtered_out": seen.get("filtered_out", 0),
         "extensions": seen["extensions"],
+        "gaps": gaps,
+        "kept_unread": kept,
         **counts,
     }
     with atomic_path(home.snapshot(name, "state")) as tmp:
@@ -248,6 +297,7 @@ def object_listing(
             "bytes": MetadataValue.int(seen.get("bytes", 0)),
             "folder_markers": MetadataValue.int(seen.get("folder_markers", 0)),
             "filtered_out": MetadataValue.int(seen.get("filtered_out", 0)),
+            "unread_folders": MetadataValue.json(gaps),
             "extensions": MetadataValue.json(seen["extensions"]),
             "preview": MetadataValue.md(_preview_table(seen["samples"])),
             "summary": MetadataValue.md(summary),

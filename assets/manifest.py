@@ -1,16 +1,17 @@
 """`cvat_manifest`: the accepted images as a CVAT image manifest (version 1.1), built from facts alone.
 
 CVAT's own tooling opens every image to write this file; here it costs no read at all, because the probes already
-know each image's size.
+know each image's size. The manifest is staged under the run's id and published by `media_index` once the sync is in
+the index (assets/publish.py), so the published manifest always matches the index.
 """
 
 import json
-from pathlib import PurePosixPath
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.partitions import connections_partitions
 from assets.probes import media_probes
+from media.cvat import split_name
 from resources.catalog import CatalogResource, Connection
 from resources.storage import SyncHome, atomic_path, scratch_duckdb
 
@@ -19,9 +20,7 @@ HEADER = ({"version": "1.1"}, {"type": "images"})
 
 def manifest_line(conn: Connection, key: str, width: int, height: int) -> str:
     """One compact JSON line: the key relative to the prefix, split into name and extension (with its dot)."""
-    relative = PurePosixPath(conn.relative_key(key))
-    extension = relative.suffix
-    name = str(relative)[: -len(extension)] if extension else str(relative)
+    name, extension = split_name(conn.relative_key(key))
     return json.dumps(
         {"name": name, "extension": extension, "width": width, "height": height},
         separators=(",", ":"),
@@ -34,22 +33,24 @@ def manifest_line(conn: Connection, key: str, width: int, height: int) -> str:
     deps=[media_probes],
     group_name="sync",
     kinds={"json"},
-    description="CVAT image manifest (manifest.jsonl, v1.1) of the accepted images, sorted by key, written atomically.",
+    description=(
+        "CVAT image manifest (manifest.jsonl, v1.1) of the accepted images, sorted by key; staged here and published "
+        "with the index commit."
+    ),
 )
 def cvat_manifest(context: AssetExecutionContext, catalog: CatalogResource, home: SyncHome) -> MaterializeResult:
     name = context.partition_key
     conn = catalog.connection(name)
     probes = home.snapshot(name, "probes")
-    target = home.manifest_path(name)
+    staged = home.staged_manifest(name, context.run.run_id)
     con = scratch_duckdb(probes.parent / ".spill")
     reader = con.sql(
-        f"""
-        SELECT key, manifest_width, manifest_height FROM read_parquet('{probes}')
-        WHERE accepted AND kind = 'image' ORDER BY key
-        """
+        "SELECT key, manifest_width, manifest_height FROM read_parquet($p) WHERE accepted AND kind = 'image' "
+        "ORDER BY key",
+        params={"p": str(probes)},
     ).to_arrow_reader(4096)
     images = 0
-    with atomic_path(target) as tmp, tmp.open("w", encoding="utf-8") as out:
+    with atomic_path(staged) as tmp, tmp.open("w", encoding="utf-8") as out:
         for line in HEADER:
             out.write(json.dumps(line, separators=(",", ":")) + "\n")
         for batch in reader:
@@ -57,10 +58,11 @@ def cvat_manifest(context: AssetExecutionContext, catalog: CatalogResource, home
                 out.write(manifest_line(conn, row["key"], row["manifest_width"], row["manifest_height"]) + "\n")
                 images += 1
     rejected = con.execute(
-        f"SELECT count(*) FROM read_parquet('{probes}') WHERE kind = 'image' AND NOT accepted"
+        "SELECT count(*) FROM read_parquet($p) WHERE kind = 'image' AND NOT accepted", {"p": str(probes)}
     ).fetchone()[0]
     con.close()
-    context.log.info(f"'{name}': manifest lists {images} images ({rejected} rejected images left out) at {target}")
+    target = home.manifest_path(name)
+    context.log.info(f"'{name}': manifest of {images} images ({rejected} rejected images left out) staged for {target}")
     return MaterializeResult(
         metadata={
             "images": MetadataValue.int(images),

@@ -24,10 +24,11 @@ from pydantic import Field
 from assets.listing import object_listing
 from assets.partitions import connections_partitions
 from assets.progress import Progress
+from media.cvat import NAME_SQL
 from media.facts import FACT_COLUMNS, MediaFacts
-from media.probe import READ_FAILED, probe
+from media.probe import READ_FAILED, probe, settle_failure
 from media.ranges import RangeReader
-from media.rules import ALL_RULES, Profile, get_profile, judge, manifest_size
+from media.rules import ALL_RULES, Profile, get_profile, judge, manifest_size, name_collision
 from resources.bucket import Bucket
 from resources.catalog import CatalogResource
 from resources.providers import open_bucket, probe_concurrency
@@ -39,6 +40,7 @@ PROBES_SCHEMA = pa.schema(
         ("size", pa.int64()),
         ("etag", pa.string()),
         ("last_modified", pa.timestamp("us", tz="UTC")),
+        ("version", pa.string()),
         ("source", pa.string()),  # probed | carried | moved
         ("probed_at", pa.timestamp("us", tz="UTC")),
         ("accepted", pa.bool_()),
@@ -117,34 +119,44 @@ def _plan(changes: Path, known: list[Path]) -> duckdb.DuckDBPyConnection:
 
     `known` are Parquet files of earlier facts (the last sync's probes, and checkpoints of an interrupted run; the
     newest fact per key wins). `carried`: the same object version was probed before. `moved`: its content was
-    probed under the key it moved from. `probe`: read it.
+    probed under the key it moved from. `probe`: read it; `previous_error` is what the last probe of the same
+    version recorded, if it failed to read (see `settle_failure`).
     """
     con = scratch_duckdb(changes.parent / ".spill")
-    con.execute(f"CREATE VIEW c AS SELECT * FROM read_parquet('{changes}') WHERE change <> 'deleted'")
+    con.read_parquet(str(changes)).create_view("changes")
+    con.execute("CREATE VIEW c AS SELECT * FROM changes WHERE change <> 'deleted'")
     if not known:
-        con.execute("CREATE VIEW plan AS SELECT c.*, 'probe' AS action, NULL::VARCHAR AS facts_key FROM c")
+        con.execute(
+            "CREATE VIEW plan AS SELECT c.*, 'probe' AS action, NULL::VARCHAR AS facts_key, "
+            "NULL::VARCHAR AS previous_error FROM c"
+        )
         return con
-    files = ", ".join(f"'{path}'" for path in known)
+    facts = con.read_parquet([str(path) for path in known], union_by_name=True)
+    facts.create_view("known_facts")
+    # Facts written before the `version` column existed know no version: such a fact matches no versioned listing row.
+    versionless = "" if "version" in facts.columns else ", NULL::VARCHAR AS version"
     con.execute(
         f"""
-        CREATE VIEW p AS SELECT * FROM read_parquet([{files}], union_by_name = true)
+        CREATE VIEW p AS SELECT *{versionless} FROM known_facts
         QUALIFY row_number() OVER (PARTITION BY key ORDER BY probed_at DESC NULLS LAST) = 1
         """
     )
     # A read that failed (network, throttling, object changed mid-read) says nothing about the file: probe it again.
-    same_version = (
+    same_object = (
         "p.key IS NOT NULL AND p.etag IS NOT DISTINCT FROM c.etag AND p.size = c.size "
-        "AND p.last_modified IS NOT DISTINCT FROM c.last_modified "
-        f"AND coalesce(p.error, '') NOT LIKE '{READ_FAILED}%'"
+        "AND p.last_modified IS NOT DISTINCT FROM c.last_modified AND p.version IS NOT DISTINCT FROM c.version"
     )
+    read_failed = f"starts_with(coalesce(p.error, ''), '{READ_FAILED}')"
+    same_version = f"{same_object} AND NOT {read_failed}"
     con.execute(
         f"""
         CREATE VIEW plan AS
         SELECT c.*,
                CASE WHEN {same_version} THEN 'carried' WHEN m.key IS NOT NULL THEN 'moved' ELSE 'probe' END AS action,
-               CASE WHEN {same_version} THEN p.key WHEN m.key IS NOT NULL THEN m.key END AS facts_key
+               CASE WHEN {same_version} THEN p.key WHEN m.key IS NOT NULL THEN m.key END AS facts_key,
+               CASE WHEN {same_object} AND {read_failed} THEN p.error END AS previous_error
         FROM c LEFT JOIN p ON p.key = c.key LEFT JOIN p AS m ON m.key = c.moved_from AND m.size = c.size
-            AND coalesce(m.error, '') NOT LIKE '{READ_FAILED}%'
+            AND NOT starts_with(coalesce(m.error, ''), '{READ_FAILED}')
         """
     )
     return con
@@ -190,34 +202,78 @@ def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[dict[str, Any
         yield from batch.to_pylist()
 
 
-def pair_moves_by_head(
-    con: duckdb.DuckDBPyConnection, changes: Path, probes: Path, target: Path, have_known: bool
-) -> int:
+def pair_moves_by_head(con: duckdb.DuckDBPyConnection, probes: Path, target: Path, have_known: bool) -> int:
     """Pair vanished keys with new keys of the same size and the same hash of the bytes the probe read first.
 
     The listing already paired moves whose provider states a content hash (MD5, or an etag that only repeats for
     identical content); this catches the rest (a local copy-then-delete, a multipart re-upload), at the cost of the
     one head read that probing the new key made anyway. Returns how many moves it wrote to `target`.
     """
-    pairs = "SELECT NULL::VARCHAR AS old_key, NULL::VARCHAR AS new_key WHERE false"
+    pairs = con.sql("SELECT NULL::VARCHAR AS old_key, NULL::VARCHAR AS new_key WHERE false")
     if have_known:
-        pairs = f"""
+        pairs = con.sql(
+            """
             WITH fresh AS (
-                SELECT c.key, c.size, r.head_sha256 FROM read_parquet('{changes}') c JOIN read_parquet('{probes}') r
+                SELECT c.key, c.size, r.head_sha256 FROM changes c JOIN read_parquet($probes) r
                 USING (key) WHERE c.change = 'new' AND c.moved_from IS NULL AND r.source = 'probed'
                 AND r.head_sha256 IS NOT NULL AND r.error IS NULL
             ),
             gone AS (
-                SELECT c.key, c.size, p.head_sha256 FROM read_parquet('{changes}') c JOIN p USING (key)
+                SELECT c.key, c.size, p.head_sha256 FROM changes c JOIN p USING (key)
                 WHERE c.change = 'deleted' AND c.moved_to IS NULL AND p.head_sha256 IS NOT NULL AND p.error IS NULL
             ),
             f AS (SELECT *, row_number() OVER (PARTITION BY size, head_sha256 ORDER BY key) AS rn FROM fresh),
             g AS (SELECT *, row_number() OVER (PARTITION BY size, head_sha256 ORDER BY key) AS rn FROM gone)
             SELECT g.key AS old_key, f.key AS new_key FROM f JOIN g USING (size, head_sha256, rn)
-        """
+            """,
+            params={"probes": str(probes)},
+        )
     with atomic_path(target) as tmp:
-        con.execute(f"COPY ({pairs}) TO '{tmp}' (FORMAT parquet)")
-    return int(con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchone()[0])
+        pairs.write_parquet(str(tmp))
+    return int(con.execute("SELECT count(*) FROM read_parquet($t)", {"t": str(target)}).fetchall()[0][0])
+
+
+def reject_name_collisions(con: duckdb.DuckDBPyConnection, probes: Path, violations: Path) -> int:
+    """Keep one key per CVAT manifest name: later keys (in key order) with the same name are rejected with a finding.
+
+    CVAT names an image by its key without the extension, so `a.jpg`, `a.JPG` and `a.jpeg` are one name. This is the
+    one verdict that depends on other objects, so it runs over the whole probes snapshot once it is written, and
+    rewrites the snapshots only when a collision exists. Returns how many keys it rejected.
+    """
+    collisions = con.execute(
+        f"""
+        SELECT key, name, taken_by, rank FROM (
+            SELECT key, name, first_value(key) OVER w AS taken_by, row_number() OVER w AS rank
+            FROM (SELECT key, {NAME_SQL} AS name FROM read_parquet($p) WHERE accepted AND kind IN ('image', 'video'))
+            WINDOW w AS (PARTITION BY name ORDER BY key)
+        ) WHERE rank > 1
+        ORDER BY key
+        """,
+        {"p": str(probes)},
+    ).fetchall()
+    if not collisions:
+        return 0
+    found = [
+        {"key": key, **name_collision(key, name, taken_by, rank).__dict__} for key, name, taken_by, rank in collisions
+    ]
+    con.register("collisions", pa.Table.from_pylist(found, schema=VIOLATIONS_SCHEMA))
+    with atomic_path(probes) as tmp:
+        con.sql(
+            """
+            SELECT * REPLACE (
+                accepted AND key NOT IN (SELECT key FROM collisions) AS accepted,
+                CASE WHEN key IN (SELECT key FROM collisions) THEN NULL ELSE manifest_width END AS manifest_width,
+                CASE WHEN key IN (SELECT key FROM collisions) THEN NULL ELSE manifest_height END AS manifest_height)
+            FROM read_parquet($p)
+            """,
+            params={"p": str(probes)},
+        ).write_parquet(str(tmp))
+    with atomic_path(violations) as tmp:
+        con.sql(
+            "SELECT * FROM read_parquet($v) UNION ALL SELECT * FROM collisions", params={"v": str(violations)}
+        ).write_parquet(str(tmp))
+    con.unregister("collisions")
+    return len(found)
 
 
 class _Writer:
@@ -240,6 +296,7 @@ class _Writer:
             "size": row["size"],
             "etag": row["etag"],
             "last_modified": row["last_modified"],
+            "version": row.get("version"),
             "source": source,
             "probed_at": probed_at,
             "accepted": accepted,
@@ -317,19 +374,29 @@ def media_probes(
         out = _Writer(probes_out, violations_out, profile, checkpoint)
         if planned.get("carried", 0) or planned.get("moved", 0):
             reused = (
-                f"SELECT plan.key, plan.size, plan.etag, plan.last_modified, plan.action, p.probed_at, {fact_cols} "
-                "FROM plan JOIN p ON p.key = plan.facts_key WHERE plan.action <> 'probe' ORDER BY plan.key"
+                "SELECT plan.key, plan.size, plan.etag, plan.last_modified, plan.version, plan.action, p.probed_at, "
+                f"{fact_cols} FROM plan JOIN p ON p.key = plan.facts_key WHERE plan.action <> 'probe' ORDER BY plan.key"
             )
             for row in _batches(con, reused):
                 out.add(row, MediaFacts.from_row(row), row["action"], row["probed_at"])
-        rows = _batches(con, "SELECT key, size, etag, last_modified FROM plan WHERE action = 'probe' ORDER BY key")
+        rows = _batches(
+            con,
+            "SELECT key, size, etag, last_modified, version, previous_error FROM plan WHERE action = 'probe' "
+            "ORDER BY key",
+        )
         with Progress(context.log, f"probing '{name}'", to_probe) as progress:
             for row, facts in probe_all(bucket, rows, concurrency):
+                facts.error = settle_failure(facts.error, row["previous_error"])
                 out.add(row, facts, "probed", datetime.now(UTC))
                 progress.advance()
         out.flush()
-    moves = pair_moves_by_head(con, changes, home.snapshot(name, "probes"), home.snapshot(name, "moves"), bool(known))
+    probes_path, violations_path = home.snapshot(name, "probes"), home.snapshot(name, "violations")
+    moves = pair_moves_by_head(con, probes_path, home.snapshot(name, "moves"), bool(known))
+    collided = reject_name_collisions(con, probes_path, violations_path)
     con.close()
+    if collided:
+        out.stats["accepted"] -= collided
+        out.stats["rule:manifest_name"] += collided
     checkpoint.clear()  # the probes snapshot now holds everything the parts did
     pinned.unlink(missing_ok=True)
     if moves:

@@ -1,7 +1,8 @@
-"""The rule checks on `media_probes`: one asset check per rule, evaluated together in one step.
+"""The rule checks on `media_probes`: one asset check per rule, evaluated together in one step over one snapshot.
 
-They share one step because they share one write: the index's `violations` rows for this connection are swapped for
-every rule in a single transaction, so a reader never sees one rule's new rows beside another rule's old ones.
+They report what the sync found; they do not write the index. The violation rows reach the index's `violations`
+table in `media_index`'s transaction, together with the objects and facts they describe, so a sync whose index
+commit fails leaves the previous sync's violations in place instead of half of a new sync.
 """
 
 from collections.abc import Iterator
@@ -20,7 +21,6 @@ from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from media.rules import ALL_RULES, get_profile
 from resources.catalog import CatalogResource
-from resources.index import MediaIndex
 from resources.storage import SyncHome
 
 EXAMPLES = 5
@@ -31,6 +31,7 @@ RULE_DESCRIPTIONS = {
     "exif_orientation": "Images carry no EXIF orientation or orientation 1 (Datature Vi rejects the rest).",
     "mp4_brand": "MP4 videos have major brand mp42.",
     "mp4_pixel_format": "Videos use pixel format yuv420p.",
+    "manifest_name": "Every image and video has a manifest name CVAT can address and no other object shares.",
 }
 
 
@@ -48,25 +49,25 @@ def _examples_table(rows: list[tuple[str, str, str]]) -> str:
         )
         for rule in ALL_RULES
     ],
-    pool="duckdb_index",
     can_subset=False,
 )
 def media_rules(
-    context: AssetCheckExecutionContext, catalog: CatalogResource, home: SyncHome, index: MediaIndex
+    context: AssetCheckExecutionContext, catalog: CatalogResource, home: SyncHome
 ) -> Iterator[AssetCheckResult]:
     name = context.partition_key
     conn = catalog.connection(name)
     profile = get_profile(conn.profile)
-    violations = home.snapshot(name, "violations")
-    counts = index.replace_violations(name, profile.rules, violations)
+    violations = str(home.snapshot(name, "violations"))
     con = duckdb.connect()
+    counts = dict(
+        con.execute("SELECT rule, count(*) FROM read_parquet($p) GROUP BY rule", {"p": violations}).fetchall()
+    )
     for rule in ALL_RULES:
         in_profile = rule in profile.rules
-        count = counts.get(rule, 0)
+        count = int(counts.get(rule, 0)) if in_profile else 0
         examples = con.execute(
-            f"SELECT key, message, remediation FROM read_parquet('{violations}') WHERE rule = $r "
-            f"ORDER BY key LIMIT {EXAMPLES}",
-            {"r": rule},
+            "SELECT key, message, remediation FROM read_parquet($p) WHERE rule = $r ORDER BY key LIMIT $n",
+            {"p": violations, "r": rule, "n": EXAMPLES},
         ).fetchall()
         yield AssetCheckResult(
             asset_key=media_probes.key,

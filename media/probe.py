@@ -188,3 +188,29 @@ _PROBERS: dict[str, Callable[[RangeReader, MediaFacts], None]] = {
     "isobmff": mp4.probe_mp4,
     **{fmt: _pillow_prober(fmt) for fmt in _PILLOW_PLUGINS},
 }
+
+
+#: What a deadline failure says (media/ranges.py, ProbeDeadlineExceeded): the one read failure that a file itself can
+#: cause, by being slow to parse, rather than the network.
+_DEADLINE_MARK = "(deadline "
+TOO_SLOW = "too slow to probe: "
+
+
+def settle_failure(error: str | None, previous: str | None) -> str | None:
+    """The error to record for an object version, given what the last probe of the same version recorded.
+
+    A read failure is normally transient and the next sync probes the object again. But a file that runs past the
+    probe deadline twice in a row is the file's doing (a pathological header), and re-probing it on every sync would
+    cost the deadline every time: the second time it is recorded as unreadable, with its reason, and carried forward
+    like any other verdict until the object changes or a `--full` sync asks again.
+    """
+    if (
+        error is not None
+        and previous is not None
+        and error.startswith(READ_FAILED)
+        and _DEADLINE_MARK in error
+        and previous.startswith(READ_FAILED)
+        and _DEADLINE_MARK in previous
+    ):
+        return f"{TOO_SLOW}it ran past the probe deadline on two syncs in a row ({error.removeprefix(READ_FAILED)})"
+    return error

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from media.cvat import unaddressable_reason
 from media.facts import MediaFacts
 
 WARN = "WARN"
@@ -174,12 +175,48 @@ def mp4_pixel_format(facts: MediaFacts, key: str, profile: Profile) -> list[Viol
     return _violation("mp4_pixel_format", message, _ffmpeg_fix(key))
 
 
+def manifest_name(facts: MediaFacts, key: str, profile: Profile) -> list[Violation]:
+    """Keys CVAT cannot address through a manifest stay out of it, with the reason and a rename."""
+    if facts.error is not None or facts.kind not in ("image", "video"):
+        return []
+    reason = unaddressable_reason(key)
+    if reason is None:
+        return []
+    return _violation(
+        "manifest_name",
+        f"left out of the manifest: {reason}",
+        f"rename the object to a plain path such as {shlex.quote(_plain_key(key))}",
+    )
+
+
+def name_collision(key: str, name: str, taken_by: str, rank: int) -> Violation:
+    """The finding for the `rank`-th key (2, 3, ...) whose manifest name the first key in key order already holds."""
+    suffix = key[len(name) :]
+    renamed = f"{name}-{rank}{suffix}"
+    return Violation(
+        rule="manifest_name",
+        severity=WARN,
+        message=(
+            f"left out of the manifest: its name {name!r} is already used by {taken_by!r} "
+            "(CVAT identifies an image by its name without the extension)"
+        ),
+        remediation=f"rename it so its name differs, e.g. mv {shlex.quote(key)} {shlex.quote(renamed)}",
+    )
+
+
+def _plain_key(key: str) -> str:
+    segments = [s for s in key.split("/") if s not in ("", ".", "..")]
+    plain = "/".join("".join(c if ord(c) >= 0x20 and ord(c) != 0x7F else "_" for c in s) for s in segments)
+    return plain or "renamed"
+
+
 RULES: dict[str, Rule] = {
     "readable": readable,
     "supported_format": supported_format,
     "exif_orientation": exif_orientation,
     "mp4_brand": mp4_brand,
     "mp4_pixel_format": mp4_pixel_format,
+    "manifest_name": manifest_name,
 }
 ALL_RULES: tuple[str, ...] = tuple(RULES)
 
@@ -194,7 +231,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cvat": Profile(
         name="cvat",
-        rules=("readable", "supported_format"),
+        rules=("readable", "supported_format", "manifest_name"),
         image_formats=frozenset({"jpeg", "png", "webp", "bmp", "tiff", "gif"}),
         video_formats=frozenset({"mp4", "mov"}),
         manifest_displayed_size=True,

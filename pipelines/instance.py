@@ -13,12 +13,15 @@ from dagster import DagsterInstance
 # Pools cap concurrent steps across runs: every DuckDB index writer shares `duckdb_index`, one at a time.
 # The run queue starts at most one run per partition (connection), so a double click or a sensor firing during a
 # scheduled sync queues the second sync instead of racing the first; different connections still run side by side.
-# Run monitoring fails runs whose worker died, so a crash never leaves a connection looking busy.
+# Run monitoring fails runs whose worker died, so a crash never leaves a connection looking busy, and the daemon frees
+# the pool slots of runs that ended (however they ended) so a killed run never holds `duckdb_index` for good.
+# In-process runs (the CLI) are reaped by assets/overlap.py instead, which needs no daemon.
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
 run_monitoring:
   enabled: true
+  free_slots_after_run_end_seconds: 30
 concurrency:
   pools:
     default_limit: 1

@@ -11,7 +11,7 @@ from typing import Any
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, ExecuteInProcessResult
 
-from assets.overlap import process_tags
+from assets.overlap import process_tags, reap_dead_runs
 from assets.partitions import connections_partitions
 
 
@@ -27,15 +27,23 @@ class SyncOutcome:
 
 
 def sync_run_config(
-    *, full: bool = False, allow_collapse: bool = False, log_level: str = "INFO", probe: dict[str, Any] | None = None
+    *,
+    full: bool = False,
+    allow_collapse: bool = False,
+    log_level: str = "INFO",
+    probe: dict[str, Any] | None = None,
+    index_wait_s: float | None = None,
 ) -> dict[str, Any]:
-    return {
+    config: dict[str, Any] = {
         "ops": {
             "object_listing": {"config": {"allow_collapse": allow_collapse}},
             "media_probes": {"config": {"full": full, **(probe or {})}},
         },
         "loggers": {"console": {"config": {"log_level": log_level}}},
     }
+    if index_wait_s is not None:
+        config["resources"] = {"index": {"config": {"lock_timeout_s": index_wait_s}}}
+    return config
 
 
 def run_sync(
@@ -48,20 +56,26 @@ def run_sync(
     tags: dict[str, str] | None = None,
     only: Sequence[str] | None = None,
     probe: dict[str, Any] | None = None,
+    index_wait_s: float | None = None,
 ) -> SyncOutcome:
     """Materialize the sync assets (and their checks) for partition `name`. Never raises for a failed step.
 
     `only` names a subset of the assets (e.g. ["object_listing"]) for tests that change the bucket between steps;
-    `probe` overrides media_probes' config (concurrency, checkpoint_rows).
+    `probe` overrides media_probes' config (concurrency, checkpoint_rows); `index_wait_s` how long the index step
+    waits for another process's lock on the index before it fails.
     """
     from pipelines.definitions import defs
 
+    # A run of this host that was killed must not hold the index pool slot this run is about to wait for.
+    reap_dead_runs(instance)
     if not instance.has_dynamic_partition(connections_partitions.name, name):
         instance.add_dynamic_partitions(connections_partitions.name, [name])
     result = defs.resolve_job_def("sync_connection").execute_in_process(
         partition_key=name,
         instance=instance,
-        run_config=sync_run_config(full=full, allow_collapse=allow_collapse, log_level=log_level, probe=probe),
+        run_config=sync_run_config(
+            full=full, allow_collapse=allow_collapse, log_level=log_level, probe=probe, index_wait_s=index_wait_s
+        ),
         raise_on_error=False,
         tags={**process_tags(), **(tags or {})},
         asset_selection=[AssetKey(a) for a in only] if only else None,

@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from assets.listing import baseline_fingerprint, fingerprint, media_only
-from assets.overlap import active_syncs
+from assets.overlap import active_syncs, reap_dead_runs
 from assets.partitions import connections_partitions
 from pipelines.jobs import sync_job
 from resources.bucket import BucketError
@@ -48,6 +48,9 @@ def sync_in_flight(instance: DagsterInstance, name: str) -> bool:
 def connection_registry(
     context: SensorEvaluationContext, catalog: CatalogResource, index: MediaIndex
 ) -> SensorResult | SkipReason:
+    reaped = reap_dead_runs(context.instance)
+    if reaped:
+        context.log.info(f"marked {len(reaped)} run(s) whose process died as failed: {', '.join(reaped)}")
     try:
         names = sorted(catalog.load().connections)
     except CatalogError as exc:

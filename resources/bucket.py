@@ -210,6 +210,10 @@ class PagedListing:
     def _pages(self, prefix: str, page_size: int, token: str | None) -> Iterator[tuple[pa.RecordBatch, str | None]]:
         raise NotImplementedError
 
+    def listing_gaps(self) -> list[str]:
+        """Folders the last listing could not read (none: a provider that cannot list part fails the listing)."""
+        return []
+
     def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
         for batch, _ in self._pages(prefix, page_size, None):
             if batch.num_rows:

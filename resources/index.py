@@ -136,6 +136,66 @@ class SyncCounts:
     requests: int
 
 
+@dataclass(frozen=True)
+class SyncSnapshot:
+    """The Parquet files one sync folds into the index (see resources/storage.py for where they live)."""
+
+    changes: Path
+    probes: Path
+    moves: Path
+    violations: Path
+
+
+_MEDIA_SELECT = ", ".join("p." + c.strip() for c in MEDIA_COLUMNS.split(","))
+
+#: The statements of one sync's transaction, in order. Paths and names travel as parameters, never as SQL text.
+_APPLY_SYNC = (
+    """
+    INSERT INTO objects (connection, key, size, etag, last_modified, version, content_md5,
+                         first_seen, last_seen, deleted, deleted_at, moved_to, moved_from, accepted)
+    SELECT $name, c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5,
+           now(), now(), false, NULL, NULL, c.moved_from, p.accepted
+    FROM read_parquet($changes) c LEFT JOIN read_parquet($probes) p USING (key)
+    WHERE c.change <> 'deleted'
+    ON CONFLICT (connection, key) DO UPDATE SET
+        size = excluded.size, etag = excluded.etag, last_modified = excluded.last_modified,
+        version = excluded.version, content_md5 = excluded.content_md5,
+        last_seen = excluded.last_seen, deleted = false, deleted_at = NULL, moved_to = NULL,
+        moved_from = coalesce(excluded.moved_from, objects.moved_from),
+        accepted = excluded.accepted
+    """,
+    """
+    UPDATE objects SET deleted = true, deleted_at = now(), moved_to = c.moved_to, accepted = false
+    FROM read_parquet($changes) c
+    WHERE objects.connection = $name AND objects.key = c.key AND c.change = 'deleted' AND NOT objects.deleted
+    """,
+    # Moves recognised by content after probing (providers without a content hash).
+    """
+    UPDATE objects SET moved_to = m.new_key FROM read_parquet($moves) m
+    WHERE objects.connection = $name AND objects.key = m.old_key
+    """,
+    """
+    UPDATE objects SET moved_from = m.old_key FROM read_parquet($moves) m
+    WHERE objects.connection = $name AND objects.key = m.new_key
+    """,
+    f"""
+    INSERT OR REPLACE INTO media (connection, key, {MEDIA_COLUMNS})
+    SELECT $name, p.key, {_MEDIA_SELECT}
+    FROM read_parquet($probes) p
+    WHERE p.source <> 'carried'
+       OR NOT EXISTS (SELECT 1 FROM media m WHERE m.connection = $name AND m.key = p.key
+                      AND m.etag IS NOT DISTINCT FROM p.etag)
+    """,
+    "DELETE FROM violations WHERE connection = $name",
+    """
+    INSERT INTO violations
+    SELECT $name, key, rule, severity, message, remediation, now()
+    FROM read_parquet($violations) WHERE list_contains($rules, rule)
+    """,
+    "UPDATE connections SET last_synced = now(), first_synced = coalesce(first_synced, now()) WHERE name = $name",
+)
+
+
 def default_index_path() -> str:
     return str(Path(default_home()) / "index.duckdb")
 
@@ -185,73 +245,32 @@ class MediaIndex(ConfigurableResource):
     def apply_sync(
         self,
         connection_row: dict[str, Any],
-        changes: Path,
-        probes: Path,
-        moves: Path,
+        snapshot: SyncSnapshot,
+        rules: tuple[str, ...],
         counts: SyncCounts,
-    ) -> None:
-        """Fold one sync into the index in a single transaction: objects, tombstones, moves, facts, history.
+    ) -> dict[str, int]:
+        """Fold one sync into the index in a single transaction: objects, tombstones, moves, facts, violations and
+        history. Either all of it is visible afterwards or none of it is.
 
-        Nothing is ever removed: a vanished key is marked deleted (and moved, when its content reappeared under
-        another key), and its facts stay queryable.
+        Nothing is ever removed from `objects` or `media`: a vanished key is marked deleted (and moved, when its
+        content reappeared under another key), and its facts stay queryable. The connection's violations are swapped
+        for the sync's in the same transaction, so a reader never sees one sync's violations beside another sync's
+        objects. Returns the violation count per rule now in the index.
         """
-        name = counts.connection
+        params = {
+            "name": counts.connection,
+            "changes": str(snapshot.changes),
+            "probes": str(snapshot.probes),
+            "moves": str(snapshot.moves),
+            "violations": str(snapshot.violations),
+            "rules": list(rules),
+        }
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 self.record_connection(con, connection_row)
-                con.execute(
-                    """
-                    INSERT INTO objects (connection, key, size, etag, last_modified, version, content_md5,
-                                         first_seen, last_seen, deleted, deleted_at, moved_to, moved_from, accepted)
-                    SELECT $name, c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5,
-                           now(), now(), false, NULL, NULL, c.moved_from, p.accepted
-                    FROM read_parquet($changes) c LEFT JOIN read_parquet($probes) p USING (key)
-                    WHERE c.change <> 'deleted'
-                    ON CONFLICT (connection, key) DO UPDATE SET
-                        size = excluded.size, etag = excluded.etag, last_modified = excluded.last_modified,
-                        version = excluded.version, content_md5 = excluded.content_md5,
-                        last_seen = excluded.last_seen, deleted = false, deleted_at = NULL, moved_to = NULL,
-                        moved_from = coalesce(excluded.moved_from, objects.moved_from),
-                        accepted = excluded.accepted
-                    """,
-                    {"name": name, "changes": str(changes), "probes": str(probes)},
-                )
-                con.execute(
-                    """
-                    UPDATE objects SET deleted = true, deleted_at = now(), moved_to = c.moved_to, accepted = false
-                    FROM read_parquet($changes) c
-                    WHERE objects.connection = $name AND objects.key = c.key AND c.change = 'deleted'
-                      AND NOT objects.deleted
-                    """,
-                    {"name": name, "changes": str(changes)},
-                )
-                # Moves recognised by content after probing (providers without a content hash).
-                con.execute(
-                    """
-                    UPDATE objects SET moved_to = m.new_key FROM read_parquet($moves) m
-                    WHERE objects.connection = $name AND objects.key = m.old_key
-                    """,
-                    {"name": name, "moves": str(moves)},
-                )
-                con.execute(
-                    """
-                    UPDATE objects SET moved_from = m.old_key FROM read_parquet($moves) m
-                    WHERE objects.connection = $name AND objects.key = m.new_key
-                    """,
-                    {"name": name, "moves": str(moves)},
-                )
-                con.execute(
-                    f"""
-                    INSERT OR REPLACE INTO media (connection, key, {MEDIA_COLUMNS})
-                    SELECT $name, p.key, {", ".join("p." + c.strip() for c in MEDIA_COLUMNS.split(","))}
-                    FROM read_parquet($probes) p
-                    WHERE p.source <> 'carried'
-                       OR NOT EXISTS (SELECT 1 FROM media m WHERE m.connection = $name AND m.key = p.key
-                                      AND m.etag IS NOT DISTINCT FROM p.etag)
-                    """,
-                    {"name": name, "probes": str(probes)},
-                )
+                for statement in _APPLY_SYNC:
+                    con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
                 con.execute(
                     """
                     INSERT INTO syncs VALUES ($connection, $run_id, $started_at, now(), $full_resync, $listed, $new,
@@ -260,41 +279,25 @@ class MediaIndex(ConfigurableResource):
                     """,
                     counts.__dict__,
                 )
-                con.execute(
-                    "UPDATE connections SET last_synced = now(), first_synced = coalesce(first_synced, now()) "
-                    "WHERE name = $name",
-                    {"name": name},
-                )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-
-    def replace_violations(self, connection: str, rules: tuple[str, ...], violations: Path) -> dict[str, int]:
-        """Swap one connection's rows for every rule in one transaction; rules outside `rules` end with no rows.
-
-        Returns the row count per rule now in the index.
-        """
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute("DELETE FROM violations WHERE connection = $c", {"c": connection})
-                con.execute(
-                    """
-                    INSERT INTO violations
-                    SELECT $c, key, rule, severity, message, remediation, now()
-                    FROM read_parquet($path) WHERE list_contains($rules, rule)
-                    """,
-                    {"c": connection, "path": str(violations), "rules": list(rules)},
-                )
-                counts = con.execute(
-                    "SELECT rule, count(*) FROM violations WHERE connection = $c GROUP BY rule", {"c": connection}
+                by_rule = con.execute(
+                    "SELECT rule, count(*) FROM violations WHERE connection = $name GROUP BY rule",
+                    {"name": counts.connection},
                 ).fetchall()
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return {rule: int(n) for rule, n in counts}
+        return {rule: int(n) for rule, n in by_rule}
+
+    def committed(self, connection: str, run_id: str) -> bool:
+        """Whether run `run_id` folded its sync of `connection` into the index (its `syncs` row exists)."""
+        if not self.file.exists():
+            return False
+        with self.connect(read_only=True) as con:
+            row = con.execute(
+                "SELECT count(*) FROM syncs WHERE connection = $c AND run_id = $r", {"c": connection, "r": run_id}
+            ).fetchone()
+        return bool(row and row[0])
 
     def mark_detached(self, attached: list[str]) -> None:
         """Connections no longer in the catalog stay in the index, flagged, with every row they had."""

@@ -161,6 +161,10 @@ class LocalBucket(ConfigurableResource):
             raise ObjectGone(f"'{key}' resolves outside the connection's root; refusing to read it")
         return path
 
+    def listing_gaps(self) -> list[str]:
+        """Folders the last listing could not read (none: a provider that cannot list part fails the listing)."""
+        return []
+
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         path = self._path(key)
         try:

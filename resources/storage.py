@@ -3,14 +3,18 @@
     index.duckdb                       the index people query
     manifests/<connection>/manifest.jsonl
     snapshots/<connection>/            listing, changes, probes and violations of the latest sync, as Parquet,
-                                       and baseline.parquet: the listing of the last sync that reached the index
+                                       baseline.parquet: the listing of the last sync that reached the index,
+                                       and manifest.<run id>.jsonl: a manifest staged until its sync is indexed
 
 Every file here is replaced by an atomic rename, so a reader (or a sync killed half-way) only ever sees a whole file.
+A killed process can leave the temporary files of those renames behind (`.<name>.<random>.tmp`); the next sync of the
+connection removes them (`remove_leftovers`), since no other run can be writing them then.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +29,14 @@ def default_home() -> str:
     return os.environ.get("BUCKET_SYNC_HOME", ".bucket-sync")
 
 
+TMP_SUFFIX = ".tmp"
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it replaces `target` in one rename, on failure it vanishes."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -57,11 +64,39 @@ class SyncHome(ConfigurableResource):
     def manifest_path(self, connection: str) -> Path:
         return self.root / "manifests" / connection / "manifest.jsonl"
 
-    def snapshot(self, connection: str, name: str) -> Path:
-        """`name` is one of listing, changes, probes, violations, baseline (Parquet) or state (JSON)."""
+    def staged_manifest(self, connection: str, run_id: str) -> Path:
+        """The manifest a run wrote, kept beside the snapshots until its sync is in the index, then published."""
+        return self.snapshot_dir(connection) / f"manifest.{run_id}.jsonl"
+
+    def staged_manifests(self, connection: str) -> list[Path]:
+        return sorted(self.snapshot_dir(connection).glob("manifest.*.jsonl"))
+
+    def snapshot_dir(self, connection: str) -> Path:
         folder = self.root / "snapshots" / connection
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / (f"{name}.json" if name == "state" else f"{name}.parquet")
+        return folder
+
+    def remove_leftovers(self, connection: str) -> list[Path]:
+        """Delete what killed runs of `connection` left: temporary files of unfinished atomic writes and DuckDB spill.
+
+        Call only while no other run syncs the connection (the listing step's overlap guard holds then).
+        """
+        removed: list[Path] = []
+        for folder in (self.root / "snapshots" / connection, self.manifest_path(connection).parent):
+            if not folder.is_dir():
+                continue
+            for path in folder.rglob(f".*{TMP_SUFFIX}"):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+            spill = folder / ".spill"
+            if spill.is_dir():
+                removed.extend(p for p in spill.rglob("*") if p.is_file())
+                shutil.rmtree(spill, ignore_errors=True)
+        return removed
+
+    def snapshot(self, connection: str, name: str) -> Path:
+        """`name` is one of listing, changes, probes, violations, baseline (Parquet) or state (JSON)."""
+        return self.snapshot_dir(connection) / (f"{name}.json" if name == "state" else f"{name}.parquet")
 
 
 def scratch_duckdb(spill_dir: Path) -> duckdb.DuckDBPyConnection:

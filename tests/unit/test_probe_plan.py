@@ -83,3 +83,44 @@ def test_the_newest_fact_wins_so_a_checkpoint_overrides_an_older_snapshot(tmp_pa
     later = T0 + dt.timedelta(hours=1)
     part = facts(tmp_path, "part.parquet", [{"key": "x.jpg", "size": 5, "etag": "v2", "probed_at": later}])
     assert actions(_plan(c, [part, old])) == {"x.jpg": ("carried", "x.jpg")}
+
+
+def test_a_new_version_with_the_same_etag_size_and_mtime_is_probed_again(tmp_path: Path) -> None:
+    """The local provider puts the change time in `version`: an in-place rewrite that restores the mtime is caught."""
+    c = changes(tmp_path, [{"key": "x.jpg", "size": 5, "etag": "e", "version": "ctime-2", "change": "changed"}])
+    old = facts(tmp_path, "probes.parquet", [{"key": "x.jpg", "size": 5, "etag": "e", "version": "ctime-1"}])
+    assert actions(_plan(c, [old])) == {"x.jpg": ("probe", None)}
+    same = facts(tmp_path, "same.parquet", [{"key": "x.jpg", "size": 5, "etag": "e", "version": "ctime-2"}])
+    assert actions(_plan(c, [same])) == {"x.jpg": ("carried", "x.jpg")}
+
+
+def test_facts_from_before_versions_are_read_again_not_misread(tmp_path: Path) -> None:
+    """A probes snapshot written before the `version` column existed plans without error, and re-probes."""
+    c = changes(tmp_path, [{"key": "x.jpg", "size": 5, "etag": "e", "version": "v", "change": "unchanged"}])
+    legacy = tmp_path / "legacy.parquet"
+    schema = pa.schema([f for f in PROBES_SCHEMA if f.name != "version"])
+    pq.write_table(
+        pa.Table.from_pylist([{"key": "x.jpg", "size": 5, "etag": "e", "last_modified": T0}], schema=schema), legacy
+    )
+    assert actions(_plan(c, [legacy])) == {"x.jpg": ("probe", None)}
+
+
+def test_the_previous_read_failure_of_the_same_version_travels_with_the_row(tmp_path: Path) -> None:
+    c = changes(
+        tmp_path,
+        [
+            {"key": "slow.jpg", "size": 5, "etag": "a", "change": "unchanged"},
+            {"key": "rewritten.jpg", "size": 6, "etag": "b2", "change": "changed"},
+        ],
+    )
+    deadline = READ_FAILED + "probe gave up after 121 s (deadline 120 s), before reading bytes 0-16384"
+    known = facts(
+        tmp_path,
+        "probes.parquet",
+        [
+            {"key": "slow.jpg", "size": 5, "etag": "a", "error": deadline},
+            {"key": "rewritten.jpg", "size": 6, "etag": "b1", "error": deadline},
+        ],
+    )
+    rows = dict(_plan(c, [known]).execute("SELECT key, previous_error FROM plan").fetchall())
+    assert rows == {"slow.jpg": deadline, "rewritten.jpg": None}

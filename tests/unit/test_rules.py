@@ -46,10 +46,17 @@ def rules_hit(violations: list[Violation]) -> list[str]:
 
 
 def test_profiles_and_rule_names() -> None:
-    assert ALL_RULES == ("readable", "supported_format", "exif_orientation", "mp4_brand", "mp4_pixel_format")
+    assert ALL_RULES == (
+        "readable",
+        "supported_format",
+        "exif_orientation",
+        "mp4_brand",
+        "mp4_pixel_format",
+        "manifest_name",
+    )
     assert set(RULES) == set(ALL_RULES)
     assert STRICT.rules == ALL_RULES
-    assert CVAT.rules == ("readable", "supported_format")
+    assert CVAT.rules == ("readable", "supported_format", "manifest_name")
     assert STRICT.image_formats == {"jpeg", "png", "webp", "bmp", "tiff"}
     assert STRICT.video_formats == {"mp4"}
     assert CVAT.image_formats == STRICT.image_formats | {"gif"}
