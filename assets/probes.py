@@ -103,7 +103,8 @@ def probe_all(
     A bounded window of futures (not one per object) keeps memory flat for buckets of millions of keys.
     """
     window: deque[tuple[dict[str, Any], Future[MediaFacts]]] = deque()
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="probe") as pool:
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="probe")
+    try:
         for row in rows:
             window.append((row, pool.submit(probe_object, bucket, row["key"], row["size"], row["etag"])))
             if len(window) >= concurrency * 4:
@@ -112,6 +113,10 @@ def probe_all(
         while window:
             head, future = window.popleft()
             yield head, future.result()
+    finally:
+        # On an interrupt (SIGTERM in a run worker, a failed step) the queued probes are dropped and the reads in
+        # flight are not waited for: each is bounded by its request timeout and ends on its own.
+        pool.shutdown(wait=not window, cancel_futures=True)
 
 
 def _plan(changes: Path, known: list[Path]) -> duckdb.DuckDBPyConnection:
