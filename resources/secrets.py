@@ -14,13 +14,21 @@ import threading
 _lock = threading.Lock()
 _known: set[str] = set()
 
-# Credentials that can appear in URLs or connection strings even when we never resolved them ourselves.
-_PATTERNS = [
-    re.compile(
-        r"(?i)(sig|signature|x-amz-signature|x-amz-security-token|x-amz-credential|se|sp|sv|skoid|sktid)=([^&\s\"']+)"
-    ),
-    re.compile(r"(?i)(AccountKey|SharedAccessSignature|password|client_secret)=([^;&\s\"']+)"),
-]
+# Credentials that can appear in URLs or connection strings even when we never resolved them ourselves. Each pattern
+# matches only where a value sits (a URL's query string, a connection string's `Key=Value;` list, a URL's user-info),
+# never in our own sentences: a remedy saying "a SAS with Read and List (sp=rl)" must survive intact.
+#: A query parameter: after `?` or `&`, also HTML-escaped (`&amp;`) or percent-encoded (`%3F`, `%26`) as URLs
+#: appear inside XML error bodies and inside other URLs.
+_QUERY_PARAM = re.compile(
+    r"(?i)((?:[?&]|&amp;|%3F|%26)(?:sig|signature|x-amz-signature|x-amz-security-token|x-amz-credential|se|sp|sv"
+    r"|skoid|sktid|password|client_secret|access_token)(?:=|%3D))([^&\s\"'<>#]+)"
+)
+#: A connection-string setting: at the start of the text or of a line, or after `;`.
+_CONNECTION_STRING_PARAM = re.compile(
+    r"(?im)((?:^|;)\s*(?:AccountKey|SharedAccessSignature|password|client_secret)=)([^;\s\"']+)"
+)
+#: A URL's user-info (`scheme://user:password@host`): everything between `//` and the last `@` of the authority.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s\"'<>]*@")
 
 #: Environment variable names: what the catalog must hold in place of a secret.
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -50,12 +58,14 @@ def resolve_env(var: str, *, connection: str, field: str) -> str:
 
 
 def scrub(text: str) -> str:
-    """Remove every known secret and every credential-shaped URL or connection-string parameter from `text`."""
+    """Remove every known secret and every credential-shaped value (URL query parameter, connection-string setting,
+    URL user-info) from `text`, leaving the words around them."""
     with _lock:
         known = sorted(_known, key=len, reverse=True)
     for secret in known:
         if secret in text:
             text = text.replace(secret, "***")
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: f"{m.group(1)}=***", text)
+    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}***@", text)
+    for pattern in (_QUERY_PARAM, _CONNECTION_STRING_PARAM):
+        text = pattern.sub(lambda m: f"{m.group(1)}***", text)
     return text
