@@ -138,8 +138,23 @@ class KeyFilter:
         return not hit(self._exclude)
 
 
+class AliasRefused(yaml.YAMLError):
+    """The catalog uses a YAML alias. Refused outright: expanding aliases of aliases (a "billion laughs" file of a
+    few hundred bytes) takes gigabytes and never finishes, and a catalog has no need for them."""
+
+    def __init__(self, alias: str, mark: yaml.Mark) -> None:
+        super().__init__(f"alias *{alias}")
+        self.alias, self.mark = alias, mark
+
+
 class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate keys and remembers where each mapping starts."""
+    """A SafeLoader that refuses aliases and duplicate keys, and remembers where each mapping starts."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise AliasRefused(event.anchor, event.start_mark)
+        return super().compose_node(parent, index)  # type: ignore[misc]
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -226,6 +241,12 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
         )
     try:
         raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_LineLoader)
+    except AliasRefused as exc:
+        raise CatalogError(
+            f"{file}: line {exc.mark.line + 1}, column {exc.mark.column + 1}: YAML alias *{exc.alias} refused: "
+            "a catalog does not need anchors and aliases, and expanding them can exhaust memory; "
+            "write the value out in full where the alias stands"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

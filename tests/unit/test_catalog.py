@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import resource
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,3 +167,44 @@ connections:
         )
     )
     assert catalog.get("blobs").auth["tenant_id"].startswith("72f988bf")
+
+
+def _error_in_bounded_child(path: Path, queue: Any) -> None:
+    """Load `path` in a forked child capped at 1 GiB of address space, and report the CatalogError's text."""
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    try:
+        load_catalog(path)
+        queue.put("loaded")
+    except CatalogError as exc:
+        queue.put(str(exc))
+    except MemoryError:
+        queue.put("MemoryError")
+
+
+def test_yaml_alias_bomb_is_refused_at_the_first_alias(tmp_path: Path) -> None:
+    """A billion-laughs file of under 1 KB. Unrefused it takes gigabytes and never finishes, so it is loaded in a
+    child with bounded memory and time: a regression fails this test, not the machine it runs on."""
+    levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = "\n".join(levels) + "\nconnections:\n  - name: a\n    provider: local\n    root: *a9\n"
+    assert len(bomb.encode()) < 1000
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_error_in_bounded_child, args=(write(tmp_path, bomb), queue))
+    child.start()
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail("loading an 800-byte alias bomb did not finish within 30 s")
+    message = queue.get(timeout=5)
+    assert "connections.yaml: line 2, column 10: YAML alias *a0 refused" in message
+    assert "does not need anchors and aliases" in message
+
+
+def test_merge_key_alias_is_refused_with_its_line(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        "defaults: &d {provider: local, root: x}\nconnections:\n  - name: a\n    <<: *d\n",
+    )
+    assert "line 4, column 9: YAML alias *d refused" in message
