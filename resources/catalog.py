@@ -182,19 +182,33 @@ def _strip_lines(value: Any) -> Any:
     return value
 
 
-def _inline_secret_fields(section: str, values: dict[str, Any]) -> list[str]:
-    """Fields of `auth`/`options` that hold something credential-shaped instead of an environment variable name."""
-    bad = []
+_INLINE_SECRET_ADVICE = (
+    "looks like an inline secret; put the value in an environment variable "
+    "and give the variable's name in a field ending in _env"
+)
+
+
+def _secret_field_problems(section: str, values: dict[str, Any]) -> list[str]:
+    """Fields of `auth`/`options` that hold something other than an environment variable name where a secret
+    belongs, each as "field 'x': what to do". The value itself is never quoted: it may be the secret."""
+    problems = []
     for field, value in values.items():
         if field == "__line__" or not isinstance(value, str):
             continue
+        where = f"field '{section}.{field}'"
         if field.endswith("_env"):
+            if not value.strip():
+                example = field.removesuffix("_env").upper()
+                problems.append(
+                    f"{where}: the variable name is empty; write the name of the environment variable that "
+                    f"holds the credential (e.g. {field}: {example}), or remove the field if it is optional"
+                )
             # An AWS key id is also a valid variable name, so the credential shapes are tested here too.
-            if not ENV_NAME.match(value) or _INLINE_SECRET.search(value):
-                bad.append(f"{section}.{field}")
+            elif not ENV_NAME.match(value) or _INLINE_SECRET.search(value):
+                problems.append(f"{where}: {_INLINE_SECRET_ADVICE}")
         elif _INLINE_SECRET.search(value) and not _GUID.match(value):
-            bad.append(f"{section}.{field}")
-    return bad
+            problems.append(f"{where}: {_INLINE_SECRET_ADVICE}")
+    return problems
 
 
 class Catalog(BaseModel):
@@ -270,15 +284,11 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
         line = entry.get("__line__", "?")
         name = entry.get("name")
         where = f"{file}:{line}: connection '{name}'" if name else f"{file}:{line}: connections[{index}]"
-        secrets = _inline_secret_fields("auth", entry.get("auth") or {}) + _inline_secret_fields(
+        secrets = _secret_field_problems("auth", entry.get("auth") or {}) + _secret_field_problems(
             "options", entry.get("options") or {}
         )
         if secrets:
-            problems.extend(
-                f"{where}, field '{f}': looks like an inline secret; put the value in an environment variable "
-                "and give the variable's name in a field ending in _env"
-                for f in secrets
-            )
+            problems.extend(f"{where}, {problem}" for problem in secrets)
             continue
         try:
             conn = Connection.model_validate({**_strip_lines(entry), "base_dir": str(file.parent.resolve())})

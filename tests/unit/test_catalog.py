@@ -208,3 +208,18 @@ def test_merge_key_alias_is_refused_with_its_line(tmp_path: Path) -> None:
         "defaults: &d {provider: local, root: x}\nconnections:\n  - name: a\n    <<: *d\n",
     )
     assert "line 4, column 9: YAML alias *d refused" in message
+
+
+@pytest.mark.parametrize("empty", ['""', "''", '"  "'])
+def test_empty_variable_name_is_called_empty_not_an_inline_secret(tmp_path: Path, empty: str) -> None:
+    message = error_of(
+        tmp_path,
+        "connections:\n  - name: s\n    provider: s3\n    bucket: my-bucket\n"
+        f"    auth: {{mode: keys, access_key_id_env: K, secret_access_key_env: {empty}}}\n",
+    )
+    assert (
+        "connections.yaml:2: connection 's', field 'auth.secret_access_key_env': the variable name is empty; "
+        "write the name of the environment variable that holds the credential "
+        "(e.g. secret_access_key_env: SECRET_ACCESS_KEY)"
+    ) in message
+    assert "inline secret" not in message
