@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -16,7 +17,7 @@ import yaml
 from dagster import ConfigurableResource
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from resources.secrets import ENV_NAME
+from resources.secrets import ENV_NAME, has_url_userinfo
 
 CONNECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PROVIDERS = ("local", "s3", "gcs", "azure")
@@ -211,6 +212,31 @@ def _secret_field_problems(section: str, values: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a catalog entry with its field path (`options.endpoint`, `include[0]`)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key != "__line__":
+                yield from _strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}[{i}]")
+
+
+def _url_credential_problems(entry: dict[str, Any]) -> list[str]:
+    """Fields holding a URL with user-info (`http://user:password@host`), anywhere in the entry. Such a URL is an
+    inline secret, and every message that names the endpoint would carry it; the URL is not quoted back."""
+    return [
+        f"field '{field}': the URL holds a user name or password before '@'; that is an inline secret: put the "
+        "credential in an environment variable, give the variable's name in a field ending in _env, and write "
+        "the URL without it"
+        for field, value in _strings(entry, "")
+        if has_url_userinfo(value)
+    ]
+
+
 class Catalog(BaseModel):
     """All connections of one catalog file, by name."""
 
@@ -284,8 +310,10 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
         line = entry.get("__line__", "?")
         name = entry.get("name")
         where = f"{file}:{line}: connection '{name}'" if name else f"{file}:{line}: connections[{index}]"
-        secrets = _secret_field_problems("auth", entry.get("auth") or {}) + _secret_field_problems(
-            "options", entry.get("options") or {}
+        secrets = (
+            _secret_field_problems("auth", entry.get("auth") or {})
+            + _secret_field_problems("options", entry.get("options") or {})
+            + _url_credential_problems(entry)
         )
         if secrets:
             problems.extend(f"{where}, {problem}" for problem in secrets)

@@ -57,6 +57,11 @@ def resolve_env(var: str, *, connection: str, field: str) -> str:
     return value
 
 
+def has_url_userinfo(text: str) -> bool:
+    """Whether `text` holds a URL with user-info (`scheme://user:password@host`): a credential, wherever it sits."""
+    return _URL_USERINFO.search(text) is not None
+
+
 def scrub(text: str) -> str:
     """Remove every known secret and every credential-shaped value (URL query parameter, connection-string setting,
     URL user-info) from `text`, leaving the words around them."""

@@ -223,3 +223,54 @@ def test_empty_variable_name_is_called_empty_not_an_inline_secret(tmp_path: Path
         "(e.g. secret_access_key_env: SECRET_ACCESS_KEY)"
     ) in message
     assert "inline secret" not in message
+
+
+URL_PASSWORD = "pAsSw0rd-in-url-77"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        (
+            f"provider: s3\n    bucket: my-bucket\n    options: {{endpoint: 'http://minio:{URL_PASSWORD}@127.0.0.1:9000'}}",
+            "options.endpoint",
+        ),
+        (
+            "provider: gcs\n    bucket: my-bucket\n"
+            f"    options: {{endpoint: 'https://{URL_PASSWORD}@gcs.example.com'}}",
+            "options.endpoint",
+        ),
+        (
+            "provider: azure\n    bucket: images\n"
+            f"    options: {{account: acct, endpoint: 'https://u:{URL_PASSWORD}@acct.blob.core.windows.net'}}",
+            "options.endpoint",
+        ),
+        (
+            "provider: s3\n    bucket: my-bucket\n"
+            f"    auth: {{mode: assume_role, role_arn: 'arn:aws:iam::123456789012:role/r', "
+            f"session_name: 's3://k:{URL_PASSWORD}@b'}}",
+            "auth.session_name",
+        ),
+        (
+            f"provider: local\n    root: x\n    description: 'mirror of ftp://me:{URL_PASSWORD}@ftp.example.com/pub'",
+            "description",
+        ),
+    ],
+)
+def test_url_with_user_info_is_refused_as_an_inline_secret(tmp_path: Path, fields: str, field: str) -> None:
+    message = error_of(tmp_path, f"connections:\n  - name: u\n    {fields}\n")
+    assert f"connections.yaml:2: connection 'u', field '{field}': the URL holds a user name or password" in message
+    assert "environment variable" in message
+    assert URL_PASSWORD not in message
+
+
+def test_url_without_user_info_is_accepted(tmp_path: Path) -> None:
+    catalog = load_catalog(
+        write(
+            tmp_path,
+            "connections:\n  - name: m\n    provider: s3\n    bucket: my-bucket\n"
+            "    options: {endpoint: 'http://127.0.0.1:9000/path@odd', path_style: true}\n"
+            "    description: 'owned by data@example.com'\n",
+        )
+    )
+    assert catalog.get("m").options["endpoint"] == "http://127.0.0.1:9000/path@odd"
