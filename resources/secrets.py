@@ -3,14 +3,32 @@
 Every secret value that a provider resolves is remembered here, so that any text leaving our code (an error, a log
 line, run metadata, a connection-test detail) can be passed through `scrub` on its way out. Provider errors are the
 usual leak: SDKs echo request URLs, and a SAS token or a presigned signature travels in the query string.
+`scrubbed_errors` is the net behind every other measure: whatever a Dagster compute function raises reaches Dagster's
+run records only as scrubbed text.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import re
 import threading
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from dagster import (
+    Failure,
+    JsonMetadataValue,
+    MarkdownMetadataValue,
+    MetadataValue,
+    PathMetadataValue,
+    RetryRequested,
+    TextMetadataValue,
+    UrlMetadataValue,
+)
 
 _lock = threading.Lock()
 _known: set[str] = set()
@@ -162,3 +180,101 @@ def scrub(text: str) -> str:
     for pattern in (_QUERY_PARAM, _CONNECTION_STRING_PARAM):
         text = pattern.sub(lambda m: f"{m.group(1)}***", text)
     return text
+
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+
+def _scrub_json(data: Any) -> Any:
+    if isinstance(data, str):
+        return scrub(data)
+    if isinstance(data, dict):
+        return {scrub(str(k)): _scrub_json(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_scrub_json(v) for v in data]
+    return data
+
+
+def _scrub_metadata_value(value: Any) -> Any:
+    """The same metadata value with its text scrubbed (text, markdown, URL, path, JSON); numbers pass as they are."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, TextMetadataValue):
+        return MetadataValue.text(scrub(value.text))
+    if isinstance(value, MarkdownMetadataValue):
+        return MetadataValue.md(scrub(value.md_str or ""))
+    if isinstance(value, UrlMetadataValue):
+        return MetadataValue.url(scrub(value.url))
+    if isinstance(value, PathMetadataValue):
+        return MetadataValue.path(scrub(str(value.fspath)))
+    if isinstance(value, JsonMetadataValue):
+        return MetadataValue.json(_scrub_json(value.data))
+    return value
+
+
+def _scrubbed_failure(exc: BaseException) -> Failure:
+    """A Failure that says what `exc` said, scrubbed, and carries nothing of it: no cause, no context, no object.
+
+    A Failure's description and metadata are scrubbed too, and its retry choice kept. For any other exception the
+    description is its class name and scrubbed text, and the stack of the original (file, line, code; no message)
+    travels as metadata, so the failure can still be located.
+    """
+    if isinstance(exc, Failure):
+        return Failure(
+            description=scrub(exc.description or ""),
+            metadata={k: _scrub_metadata_value(v) for k, v in exc.metadata.items()},
+            allow_retries=exc.allow_retries,
+        )
+    text = scrub(str(exc))
+    stack = scrub("".join(traceback.format_tb(exc.__traceback__)))
+    return Failure(
+        description=f"{type(exc).__name__}: {text}" if text else type(exc).__name__,
+        metadata={"error_class": MetadataValue.text(type(exc).__name__), "stack": MetadataValue.text(stack)},
+    )
+
+
+def _replacement(exc: Exception) -> Exception:
+    """What to raise in place of `exc`: a RetryRequested stays one (with a scrubbed stand-in for its cause, which
+    Dagster serializes), anything else becomes a scrubbed Failure."""
+    if isinstance(exc, RetryRequested):
+        retry = RetryRequested(max_retries=exc.max_retries, seconds_to_wait=exc.seconds_to_wait)
+        retry.__cause__ = _scrubbed_failure(exc.__cause__) if exc.__cause__ is not None else None
+        return retry
+    return _scrubbed_failure(exc)
+
+
+def scrubbed_errors(fn: _Fn) -> _Fn:
+    """Wrap a Dagster compute function (under `@asset`, `@asset_check`, `@op`...) so that no exception it raises
+    reaches Dagster's run records, compute logs or the terminal with a secret in it.
+
+    Dagster serializes a step's error with its whole `__cause__`/`__context__` chain, so scrubbing the message is not
+    enough: the replacement is raised outside the `except` block and `from None`, so it has no context and no cause
+    to carry the original text. Only `Exception` is caught: KeyboardInterrupt and DagsterExecutionInterruptedError
+    (BaseException) pass untouched, so a run can still be stopped. The signature and type hints stay visible to
+    Dagster through `functools.wraps`; a generator function (a multi-asset check yielding results) stays one.
+    """
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(f"scrubbed_errors does not wrap async functions ({fn.__qualname__}); none needs it yet")
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+                return
+            except Exception as exc:
+                replacement = _replacement(exc)
+            raise replacement from replacement.__cause__
+
+        return generator  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def function(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            replacement = _replacement(exc)
+        raise replacement from replacement.__cause__
+
+    return function  # type: ignore[return-value]
