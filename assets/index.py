@@ -16,6 +16,7 @@ from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from resources.catalog import CatalogResource, Connection
 from resources.index import MediaIndex, SyncCounts
+from resources.secrets import scrubbed_errors
 from resources.storage import SyncHome, atomic_path
 
 
@@ -39,6 +40,7 @@ def connection_row(conn: Connection) -> dict[str, str]:
     pool="duckdb_index",
     description="The DuckDB index: objects (with tombstones and moves), media facts, and one syncs row per run.",
 )
+@scrubbed_errors
 def media_index(
     context: AssetExecutionContext, catalog: CatalogResource, home: SyncHome, index: MediaIndex
 ) -> MaterializeResult:

@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from resources.catalog import CatalogResource, Connection
+from resources.secrets import scrubbed_errors
 from resources.storage import SyncHome, atomic_path, scratch_duckdb
 
 HEADER = ({"version": "1.1"}, {"type": "images"})
@@ -36,6 +37,7 @@ def manifest_line(conn: Connection, key: str, width: int, height: int) -> str:
     kinds={"json"},
     description="CVAT image manifest (manifest.jsonl, v1.1) of the accepted images, sorted by key, written atomically.",
 )
+@scrubbed_errors
 def cvat_manifest(context: AssetExecutionContext, catalog: CatalogResource, home: SyncHome) -> MaterializeResult:
     name = context.partition_key
     conn = catalog.connection(name)
