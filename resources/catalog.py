@@ -340,6 +340,18 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
     return Catalog(path=str(file), connections=connections)
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """PyYAML writes an object met twice as an anchor and an alias, which the loader refuses: write it out again."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_catalog(entries: list[dict[str, Any]]) -> str:
+    """A catalog file's text for `entries`, in the form `load_catalog` accepts (no aliases, fields in order)."""
+    return yaml.dump({"connections": entries}, Dumper=_NoAliasDumper, sort_keys=False)
+
+
 def default_catalog_path() -> str:
     return os.environ.get("BUCKET_SYNC_CATALOG", "connections.yaml")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from resources.catalog import CatalogError, KeyFilter, load_catalog
+from resources.catalog import CatalogError, KeyFilter, dump_catalog, load_catalog
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -274,3 +274,11 @@ def test_url_without_user_info_is_accepted(tmp_path: Path) -> None:
         )
     )
     assert catalog.get("m").options["endpoint"] == "http://127.0.0.1:9000/path@odd"
+
+
+def test_dump_catalog_writes_shared_values_out_so_the_loader_accepts_them(tmp_path: Path) -> None:
+    auth = {"mode": "keys", "access_key_id_env": "K", "secret_access_key_env": "S"}
+    entries = [{"name": n, "provider": "s3", "bucket": "my-bucket", "auth": auth} for n in ("a", "b")]
+    path = tmp_path / "connections.yaml"
+    path.write_text(dump_catalog(entries))
+    assert "*" not in path.read_text() and sorted(load_catalog(path).connections) == ["a", "b"]
