@@ -19,6 +19,7 @@ from assets.publish import publish
 from media.rules import get_profile
 from resources.catalog import CatalogResource, Connection
 from resources.index import MediaIndex, SyncCounts, SyncSnapshot
+from resources.secrets import scrubbed_errors
 from resources.storage import SyncHome
 
 
@@ -45,6 +46,7 @@ def connection_row(conn: Connection) -> dict[str, str]:
         "committed in one transaction; the run's manifest and baseline are published only after it commits."
     ),
 )
+@scrubbed_errors
 def media_index(
     context: AssetExecutionContext, catalog: CatalogResource, home: SyncHome, index: MediaIndex
 ) -> MaterializeResult:

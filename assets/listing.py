@@ -28,6 +28,7 @@ from resources.bucket import LISTING_SCHEMA, Bucket
 from resources.catalog import CatalogResource, Connection
 from resources.index import MediaIndex
 from resources.providers import open_bucket
+from resources.secrets import scrubbed_errors
 from resources.storage import SyncHome, atomic_path, scratch_duckdb
 
 PREVIEW_KEYS = 20
@@ -239,6 +240,7 @@ def _preview_table(samples: list[str]) -> str:
     kinds={"parquet"},
     description="Every object under the connection's prefix, diffed against the last sync that reached the index.",
 )
+@scrubbed_errors
 def object_listing(
     context: AssetExecutionContext,
     config: ListingConfig,

@@ -13,6 +13,7 @@ from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from media.cvat import split_name
 from resources.catalog import CatalogResource, Connection
+from resources.secrets import scrubbed_errors
 from resources.storage import SyncHome, atomic_path, scratch_duckdb
 
 HEADER = ({"version": "1.1"}, {"type": "images"})
@@ -38,6 +39,7 @@ def manifest_line(conn: Connection, key: str, width: int, height: int) -> str:
         "with the index commit."
     ),
 )
+@scrubbed_errors
 def cvat_manifest(context: AssetExecutionContext, catalog: CatalogResource, home: SyncHome) -> MaterializeResult:
     name = context.partition_key
     conn = catalog.connection(name)

@@ -32,6 +32,7 @@ from media.rules import ALL_RULES, Profile, get_profile, judge, manifest_size, n
 from resources.bucket import Bucket
 from resources.catalog import CatalogResource
 from resources.providers import open_bucket, probe_concurrency
+from resources.secrets import scrubbed_errors
 from resources.storage import SyncHome, atomic_path, scratch_duckdb
 
 PROBES_SCHEMA = pa.schema(
@@ -340,6 +341,7 @@ class _Writer:
     kinds={"parquet"},
     description="Facts and rule verdicts for every current object; only new and changed objects are read.",
 )
+@scrubbed_errors
 def media_probes(
     context: AssetExecutionContext, config: ProbeConfig, catalog: CatalogResource, home: SyncHome
 ) -> MaterializeResult:

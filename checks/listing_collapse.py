@@ -16,6 +16,7 @@ from dagster import (
 
 from assets.listing import object_listing
 from assets.partitions import connections_partitions
+from resources.secrets import scrubbed_errors
 from resources.storage import SyncHome
 
 HOW_TO_ALLOW = (
@@ -36,6 +37,7 @@ def collapsed(listed: int, baseline: int) -> bool:
     partitions_def=connections_partitions,
     blocking=True,
 )
+@scrubbed_errors
 def listing_collapse(context: AssetCheckExecutionContext, home: SyncHome) -> AssetCheckResult:
     state = json.loads(home.snapshot(context.partition_key, "state").read_text())
     listed, baseline = int(state["listed"]), int(state["baseline_listed"])

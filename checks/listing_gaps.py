@@ -17,6 +17,7 @@ from dagster import (
 
 from assets.listing import object_listing
 from assets.partitions import connections_partitions
+from resources.secrets import scrubbed_errors
 from resources.storage import SyncHome
 
 SHOWN = 20
@@ -31,6 +32,7 @@ SHOWN = 20
     ),
     partitions_def=connections_partitions,
 )
+@scrubbed_errors
 def listing_gaps(context: AssetCheckExecutionContext, home: SyncHome) -> AssetCheckResult:
     state = json.loads(home.snapshot(context.partition_key, "state").read_text())
     gaps: list[str] = state.get("gaps", [])

@@ -21,6 +21,7 @@ from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from media.rules import ALL_RULES, get_profile
 from resources.catalog import CatalogResource
+from resources.secrets import scrubbed_errors
 from resources.storage import SyncHome
 
 EXAMPLES = 5
@@ -51,6 +52,7 @@ def _examples_table(rows: list[tuple[str, str, str]]) -> str:
     ],
     can_subset=False,
 )
+@scrubbed_errors
 def media_rules(
     context: AssetCheckExecutionContext, catalog: CatalogResource, home: SyncHome
 ) -> Iterator[AssetCheckResult]:

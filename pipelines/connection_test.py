@@ -9,6 +9,7 @@ from pydantic import Field
 
 from resources.catalog import CatalogResource
 from resources.providers import test_connection as run_connection_test
+from resources.secrets import scrubbed_errors
 
 
 class ConnectionTestConfig(Config):
@@ -16,6 +17,7 @@ class ConnectionTestConfig(Config):
 
 
 @op(name="connection_test", description="List one key and read one byte, as a sync would; writes nothing.")
+@scrubbed_errors
 def connection_test(context: OpExecutionContext, config: ConnectionTestConfig, catalog: CatalogResource) -> Output[str]:
     outcome = run_connection_test(catalog.connection(config.connection))
     metadata = {

@@ -48,11 +48,14 @@ from resources.bucket import (
     obstore_retry_config,
 )
 from resources.catalog import Connection
-from resources.secrets import MissingSecret, remember, resolve_env, scrub
+from resources.secrets import SecretError, check_sdk_path_variables, remember, resolve_env, scrub
 
 #: Azurite's published development account (not a secret: it is in Microsoft's documentation).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+#: Path variables azure-identity's DefaultAzureCredential reads on its own (client certificate, workload identity).
+AZURE_PATH_VARIABLES = ("AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE")
 
 _ROLE_REMEDY = (
     "assign the identity the 'Storage Blob Data Reader' role on the container (or the account), "
@@ -239,8 +242,9 @@ class AzureBucket(PagedListing, AzureBlobStorageResource):
             elif isinstance(auth, AzureAnonymousAuth):
                 credential = AzureBlobStorageAnonymousCredential()
             else:
+                check_sdk_path_variables(AZURE_PATH_VARIABLES, connection=conn.name, field="auth.mode default")
                 credential = AzureBlobStorageDefaultCredential()
-        except MissingSecret as exc:
+        except SecretError as exc:
             raise ConnectionMisconfigured(str(exc)) from None
         return cls(
             connection=conn.name,

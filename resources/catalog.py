@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -16,7 +17,7 @@ import yaml
 from dagster import ConfigurableResource
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from resources.secrets import ENV_NAME
+from resources.secrets import ENV_NAME, has_url_userinfo
 
 CONNECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PROVIDERS = ("local", "s3", "gcs", "azure")
@@ -138,8 +139,23 @@ class KeyFilter:
         return not hit(self._exclude)
 
 
+class AliasRefused(yaml.YAMLError):
+    """The catalog uses a YAML alias. Refused outright: expanding aliases of aliases (a "billion laughs" file of a
+    few hundred bytes) takes gigabytes and never finishes, and a catalog has no need for them."""
+
+    def __init__(self, alias: str, mark: yaml.Mark) -> None:
+        super().__init__(f"alias *{alias}")
+        self.alias, self.mark = alias, mark
+
+
 class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate keys and remembers where each mapping starts."""
+    """A SafeLoader that refuses aliases and duplicate keys, and remembers where each mapping starts."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise AliasRefused(event.anchor, event.start_mark)
+        return super().compose_node(parent, index)  # type: ignore[misc]
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -167,19 +183,58 @@ def _strip_lines(value: Any) -> Any:
     return value
 
 
-def _inline_secret_fields(section: str, values: dict[str, Any]) -> list[str]:
-    """Fields of `auth`/`options` that hold something credential-shaped instead of an environment variable name."""
-    bad = []
+_INLINE_SECRET_ADVICE = (
+    "looks like an inline secret; put the value in an environment variable "
+    "and give the variable's name in a field ending in _env"
+)
+
+
+def _secret_field_problems(section: str, values: dict[str, Any]) -> list[str]:
+    """Fields of `auth`/`options` that hold something other than an environment variable name where a secret
+    belongs, each as "field 'x': what to do". The value itself is never quoted: it may be the secret."""
+    problems = []
     for field, value in values.items():
         if field == "__line__" or not isinstance(value, str):
             continue
+        where = f"field '{section}.{field}'"
         if field.endswith("_env"):
+            if not value.strip():
+                example = field.removesuffix("_env").upper()
+                problems.append(
+                    f"{where}: the variable name is empty; write the name of the environment variable that "
+                    f"holds the credential (e.g. {field}: {example}), or remove the field if it is optional"
+                )
             # An AWS key id is also a valid variable name, so the credential shapes are tested here too.
-            if not ENV_NAME.match(value) or _INLINE_SECRET.search(value):
-                bad.append(f"{section}.{field}")
+            elif not ENV_NAME.match(value) or _INLINE_SECRET.search(value):
+                problems.append(f"{where}: {_INLINE_SECRET_ADVICE}")
         elif _INLINE_SECRET.search(value) and not _GUID.match(value):
-            bad.append(f"{section}.{field}")
-    return bad
+            problems.append(f"{where}: {_INLINE_SECRET_ADVICE}")
+    return problems
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a catalog entry with its field path (`options.endpoint`, `include[0]`)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key != "__line__":
+                yield from _strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}[{i}]")
+
+
+def _url_credential_problems(entry: dict[str, Any]) -> list[str]:
+    """Fields holding a URL with user-info (`http://user:password@host`), anywhere in the entry. Such a URL is an
+    inline secret, and every message that names the endpoint would carry it; the URL is not quoted back."""
+    return [
+        f"field '{field}': the URL holds a user name or password before '@'; that is an inline secret: put the "
+        "credential in an environment variable, give the variable's name in a field ending in _env, and write "
+        "the URL without it"
+        for field, value in _strings(entry, "")
+        if has_url_userinfo(value)
+    ]
 
 
 class Catalog(BaseModel):
@@ -226,6 +281,12 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
         )
     try:
         raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_LineLoader)
+    except AliasRefused as exc:
+        raise CatalogError(
+            f"{file}: line {exc.mark.line + 1}, column {exc.mark.column + 1}: YAML alias *{exc.alias} refused: "
+            "a catalog does not need anchors and aliases, and expanding them can exhaust memory; "
+            "write the value out in full where the alias stands"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -249,15 +310,13 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
         line = entry.get("__line__", "?")
         name = entry.get("name")
         where = f"{file}:{line}: connection '{name}'" if name else f"{file}:{line}: connections[{index}]"
-        secrets = _inline_secret_fields("auth", entry.get("auth") or {}) + _inline_secret_fields(
-            "options", entry.get("options") or {}
+        secrets = (
+            _secret_field_problems("auth", entry.get("auth") or {})
+            + _secret_field_problems("options", entry.get("options") or {})
+            + _url_credential_problems(entry)
         )
         if secrets:
-            problems.extend(
-                f"{where}, field '{f}': looks like an inline secret; put the value in an environment variable "
-                "and give the variable's name in a field ending in _env"
-                for f in secrets
-            )
+            problems.extend(f"{where}, {problem}" for problem in secrets)
             continue
         try:
             conn = Connection.model_validate({**_strip_lines(entry), "base_dir": str(file.parent.resolve())})
@@ -279,6 +338,18 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
     if problems:
         raise CatalogError("\n".join(problems))
     return Catalog(path=str(file), connections=connections)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """PyYAML writes an object met twice as an anchor and an alias, which the loader refuses: write it out again."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_catalog(entries: list[dict[str, Any]]) -> str:
+    """A catalog file's text for `entries`, in the form `load_catalog` accepts (no aliases, fields in order)."""
+    return yaml.dump({"connections": entries}, Dumper=_NoAliasDumper, sort_keys=False)
 
 
 def default_catalog_path() -> str:

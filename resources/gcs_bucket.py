@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +47,13 @@ from resources.bucket import (
     obstore_retry_config,
 )
 from resources.catalog import Connection
-from resources.secrets import MissingSecret, remember, resolve_env, scrub
+from resources.secrets import (
+    SecretError,
+    check_sdk_path_variables,
+    remember_key_material,
+    resolve_env_path,
+    scrub,
+)
 
 #: Read-only scope: a sync never writes to the bucket, so its token should not be able to.
 _READ_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
@@ -148,17 +153,9 @@ def _generation_from_json_etag(etag: str) -> int | None:
 def _remember_key_file_secrets(file: Path) -> None:
     """The key file's private key is the secret (the variable only holds its path): keep it out of any text."""
     try:
-        info = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        remember_key_material(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable or not text: google-auth will say so, without the content
         return
-    if isinstance(info, dict):
-        for field in ("private_key", "private_key_id"):
-            if isinstance(info.get(field), str):
-                remember(info[field])
-                # The PEM body is what error messages would quote, line by line.
-                for line in info[field].splitlines():
-                    if not line.startswith("-----"):
-                        remember(line.strip())
 
 
 def _retry(window_s: float) -> Any:
@@ -180,6 +177,37 @@ def _md5_hex(md5_b64: str | None) -> str | None:
         return None
 
 
+#: Path variables that google-auth reads on its own for application default credentials.
+ADC_PATH_VARIABLES = ("GOOGLE_APPLICATION_CREDENTIALS",)
+
+
+def _key_file(conn: Connection, var: str) -> Path:
+    """The service-account key file that `var` names, checked without ever putting the variable's value in a message.
+
+    The value is a path, but a person may have put the key JSON itself there; and a path the system cannot use
+    (too long, a NUL byte) raises an error quoting it. Both become a ConnectionMisconfigured that names the variable.
+    """
+    path = resolve_env_path(var, connection=conn.name, field="auth.key_file_env")
+    try:
+        file = Path(path).expanduser()
+        if not file.is_absolute():
+            file = Path(conn.base_dir) / file
+        found = file.is_file()
+    except (OSError, ValueError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConnectionMisconfigured(
+            f"connection '{conn.name}': environment variable {var} (named by auth.key_file_env) holds a path the "
+            f"system cannot use ({reason}); set it to the path of the service-account JSON key"
+        ) from None
+    if not found:
+        raise ConnectionMisconfigured(
+            f"connection '{conn.name}': environment variable {var} (named by "
+            "auth.key_file_env) points at no file; set it to the path of the service-account JSON key"
+        )
+    _remember_key_file_secrets(file)
+    return file
+
+
 class GCSBucket(PagedListing, GCSResource):
     """One GCS bucket connection. `key_file` is a path; the secret is the file's content, never read here."""
 
@@ -197,21 +225,13 @@ class GCSBucket(PagedListing, GCSResource):
         settings = GCSSettings.model_validate({"options": conn.options, "auth": conn.auth})
         opts, auth = settings.options, settings.auth
         key_file = None
-        if isinstance(auth, GCSServiceAccountAuth):
-            try:
-                path = resolve_env(auth.key_file_env, connection=conn.name, field="auth.key_file_env")
-            except MissingSecret as exc:
-                raise ConnectionMisconfigured(str(exc)) from None
-            file = Path(path).expanduser()
-            if not file.is_absolute():
-                file = Path(conn.base_dir) / file
-            if not file.is_file():
-                raise ConnectionMisconfigured(
-                    f"connection '{conn.name}': environment variable {auth.key_file_env} (named by "
-                    "auth.key_file_env) points at no file; set it to the path of the service-account JSON key"
-                )
-            key_file = str(file)
-            _remember_key_file_secrets(file)
+        try:
+            if isinstance(auth, GCSServiceAccountAuth):
+                key_file = str(_key_file(conn, auth.key_file_env))
+            elif isinstance(auth, GCSDefaultAuth):
+                check_sdk_path_variables(ADC_PATH_VARIABLES, connection=conn.name, field="auth.mode default")
+        except SecretError as exc:
+            raise ConnectionMisconfigured(str(exc)) from None
         return cls(
             connection=conn.name,
             bucket=conn.bucket or "",

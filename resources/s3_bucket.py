@@ -46,9 +46,12 @@ from resources.bucket import (
     obstore_retry_config,
 )
 from resources.catalog import Connection
-from resources.secrets import MissingSecret, resolve_env, scrub
+from resources.secrets import SecretError, check_sdk_path_variables, resolve_env, scrub
 
 _MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
+
+#: Path variables botocore reads on its own (shared config and credentials, web identity token).
+AWS_PATH_VARIABLES = ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE")
 
 
 class S3Options(StrictModel):
@@ -166,6 +169,8 @@ class S3Bucket(PagedListing, S3Resource):
                         f"connection '{conn.name}': auth.access_key_id_env and auth.secret_access_key_env go "
                         "together; give both (source keys) or neither (boto3's default chain)"
                     )
+            if isinstance(auth, S3DefaultAuth | S3ProfileAuth | S3AssumeRoleAuth):
+                check_sdk_path_variables(AWS_PATH_VARIABLES, connection=conn.name, field=f"auth.mode {auth.mode}")
             if isinstance(auth, S3ProfileAuth):
                 values["profile_name"] = auth.profile
                 _check_profile(conn.name, auth.profile)
@@ -180,7 +185,7 @@ class S3Bucket(PagedListing, S3Resource):
                     values["aws_session_token"] = resolve_env(
                         auth.session_token_env, connection=conn.name, field="auth.session_token_env"
                     )
-        except MissingSecret as exc:
+        except SecretError as exc:
             raise ConnectionMisconfigured(str(exc)) from None
         return cls(
             connection=conn.name,

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from dagster import DagsterInstance, instance_for_test
 
+from resources.catalog import dump_catalog
 from resources.index import MediaIndex
 from resources.storage import SyncHome
 
@@ -28,7 +28,7 @@ class Workspace:
     catalog: Path
 
     def write_catalog(self, *entries: dict[str, Any]) -> Path:
-        self.catalog.write_text(yaml.safe_dump({"connections": list(entries)}, sort_keys=False))
+        self.catalog.write_text(dump_catalog(list(entries)))
         return self.catalog
 
     @property

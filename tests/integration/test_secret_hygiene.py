@@ -21,6 +21,7 @@ import boto3
 import pytest
 
 from media import synth
+from resources.catalog import dump_catalog
 from tests.conftest import Workspace
 from tests.servers import Server, free_port
 
@@ -33,6 +34,39 @@ def put_dataset(put: Any) -> None:
     put("a/upright.jpg", synth.jpeg(64, 48, orientation=1))
     put("a/rotated.jpg", synth.jpeg(64, 48, orientation=6))
     put("b/clip.mp4", synth.mp4())
+
+
+def key_json_with_a_long_segment() -> tuple[str, str]:
+    """A real-looking service-account key JSON, as a person pastes it into a variable meant for its path.
+
+    Used as a path, it fails with "File name too long: '<the key>'" only when one '/'-separated segment is longer
+    than NAME_MAX (shorter segments just make a missing file); a fresh RSA key has such a segment about half the
+    time, so keys are drawn until one does. Returns the JSON and a line from the middle of its PEM body.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    name_max = os.pathconf("/", "PC_NAME_MAX")
+    for _ in range(64):
+        pem = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            .decode()
+        )
+        text = json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "test",
+                "private_key_id": uuid.uuid4().hex + "00000000",
+                "private_key": pem,
+                "client_email": "bucket-sync@test.iam.gserviceaccount.com",
+                "client_id": "1234567890",
+                "token_uri": "https://oauth2.googleapis.com/token",
+            }
+        )
+        if max(len(segment.encode()) for segment in text.split("/")) > name_max:
+            return text, pem.splitlines()[5]
+    raise AssertionError("no key with a segment longer than NAME_MAX in 64 draws")
 
 
 def all_bytes(folder: Path) -> bytes:
@@ -100,6 +134,10 @@ def test_secrets_never_leave_the_process(
     private_key = json.loads(service_account_file.read_text())["private_key"]
     key_body = private_key.splitlines()[5]  # a line from the middle of the PEM body
 
+    # The same key given as content where its path belongs: the mistake must be named, the key never shown.
+    key_content, content_body = key_json_with_a_long_segment()
+    monkeypatch.setenv("HYG_GCS_KEY_CONTENT", key_content)
+
     workspace.write_catalog(
         {"name": "s3-ok", "provider": "s3", "bucket": s3_bucket, "auth": s3_auth,
          "options": {"endpoint": moto_server.endpoint, "path_style": True}},
@@ -116,14 +154,19 @@ def test_secrets_never_leave_the_process(
         {"name": "gcs-ok", "provider": "gcs", "bucket": gcs_bucket.name,
          "options": {"endpoint": fake_gcs.endpoint, "project": "test"},
          "auth": {"mode": "service_account", "key_file_env": "HYG_GCS_KEY_FILE"}},
+        {"name": "gcs-key-content", "provider": "gcs", "bucket": gcs_bucket.name,
+         "options": {"endpoint": fake_gcs.endpoint, "project": "test"},
+         "auth": {"mode": "service_account", "key_file_env": "HYG_GCS_KEY_CONTENT"}},
     )  # fmt: skip
 
     dagster_home = tmp_path / "dagster-home"
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "COLUMNS": "200"}
     printed: list[str] = []
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+    def cli(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [CLI, *args], capture_output=True, text=True, env={**env, **extra_env}, timeout=300, check=False
+        )
         printed.extend([done.stdout, done.stderr])
         return done
 
@@ -144,10 +187,35 @@ def test_secrets_never_leave_the_process(
     failed_sync = cli("sync", "s3-closed")
     assert failed_sync.returncode != 0
 
+    key_test = json.loads(cli("test", "gcs-key-content", "--json").stdout)
+    assert key_test["status"] == "MISCONFIGURED"
+    assert "HYG_GCS_KEY_CONTENT (read for auth.key_file_env) holds what looks like key content" in key_test["detail"]
+    key_sync = cli("sync", "gcs-key-content")
+    assert key_sync.returncode != 0
+    assert "holds what looks like key content, not a path" in key_sync.stderr, key_sync.stderr
+
+    # A password in an endpoint URL is refused by the catalog, by field, before anything runs or is recorded.
+    url_password = f"URLPASS{token}"
+    url_catalog = tmp_path / "url-catalog.yaml"
+    url_catalog.write_text(
+        dump_catalog([
+            {"name": "s3-url-password", "provider": "s3", "bucket": s3_bucket, "auth": s3_auth,
+             "options": {"endpoint": moto_server.endpoint.replace("://", f"://minio:{url_password}@"),
+                         "path_style": True}},
+        ])
+    )  # fmt: skip
+    for command in (("test", "s3-url-password", "--json"), ("preview", "s3-url-password"), ("sync", "s3-url-password")):
+        refused = cli(*command, BUCKET_SYNC_CATALOG=str(url_catalog))
+        assert refused.returncode == 2, (command, refused.stdout, refused.stderr)
+        assert "connection 's3-url-password', field 'options.endpoint': the URL holds a user name or password" in (
+            refused.stderr
+        ), refused.stderr
+
     written = all_bytes(dagster_home) + all_bytes(workspace.home)
     assert b"exif_orientation" in written, "the scan must cover the event log and the index"
     said = "\n".join(printed)
-    for secret in (s3_secret, s3_session, sas_sig, wrong_azure_key, azurite.extra["key"], key_body):
+    secrets = (s3_secret, s3_session, sas_sig, wrong_azure_key, azurite.extra["key"], key_body, content_body)
+    for secret in (*secrets, url_password):
         for form in {secret, quote(secret, safe=""), quote(secret)}:
             assert form not in said, f"a secret was printed: {secret[:6]}..."
             assert form.encode() not in written, f"a secret was written to disk: {secret[:6]}..."

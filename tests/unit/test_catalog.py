@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import resource
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from resources.catalog import CatalogError, KeyFilter, load_catalog
+from resources.catalog import CatalogError, KeyFilter, dump_catalog, load_catalog
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -164,3 +167,118 @@ connections:
         )
     )
     assert catalog.get("blobs").auth["tenant_id"].startswith("72f988bf")
+
+
+def _error_in_bounded_child(path: Path, queue: Any) -> None:
+    """Load `path` in a forked child capped at 1 GiB of address space, and report the CatalogError's text."""
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    try:
+        load_catalog(path)
+        queue.put("loaded")
+    except CatalogError as exc:
+        queue.put(str(exc))
+    except MemoryError:
+        queue.put("MemoryError")
+
+
+def test_yaml_alias_bomb_is_refused_at_the_first_alias(tmp_path: Path) -> None:
+    """A billion-laughs file of under 1 KB. Unrefused it takes gigabytes and never finishes, so it is loaded in a
+    child with bounded memory and time: a regression fails this test, not the machine it runs on."""
+    levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = "\n".join(levels) + "\nconnections:\n  - name: a\n    provider: local\n    root: *a9\n"
+    assert len(bomb.encode()) < 1000
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_error_in_bounded_child, args=(write(tmp_path, bomb), queue))
+    child.start()
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail("loading an 800-byte alias bomb did not finish within 30 s")
+    message = queue.get(timeout=5)
+    assert "connections.yaml: line 2, column 10: YAML alias *a0 refused" in message
+    assert "does not need anchors and aliases" in message
+
+
+def test_merge_key_alias_is_refused_with_its_line(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        "defaults: &d {provider: local, root: x}\nconnections:\n  - name: a\n    <<: *d\n",
+    )
+    assert "line 4, column 9: YAML alias *d refused" in message
+
+
+@pytest.mark.parametrize("empty", ['""', "''", '"  "'])
+def test_empty_variable_name_is_called_empty_not_an_inline_secret(tmp_path: Path, empty: str) -> None:
+    message = error_of(
+        tmp_path,
+        "connections:\n  - name: s\n    provider: s3\n    bucket: my-bucket\n"
+        f"    auth: {{mode: keys, access_key_id_env: K, secret_access_key_env: {empty}}}\n",
+    )
+    assert (
+        "connections.yaml:2: connection 's', field 'auth.secret_access_key_env': the variable name is empty; "
+        "write the name of the environment variable that holds the credential "
+        "(e.g. secret_access_key_env: SECRET_ACCESS_KEY)"
+    ) in message
+    assert "inline secret" not in message
+
+
+URL_PASSWORD = "pAsSw0rd-in-url-77"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        (
+            f"provider: s3\n    bucket: my-bucket\n    options: {{endpoint: 'http://minio:{URL_PASSWORD}@127.0.0.1:9000'}}",
+            "options.endpoint",
+        ),
+        (
+            "provider: gcs\n    bucket: my-bucket\n"
+            f"    options: {{endpoint: 'https://{URL_PASSWORD}@gcs.example.com'}}",
+            "options.endpoint",
+        ),
+        (
+            "provider: azure\n    bucket: images\n"
+            f"    options: {{account: acct, endpoint: 'https://u:{URL_PASSWORD}@acct.blob.core.windows.net'}}",
+            "options.endpoint",
+        ),
+        (
+            "provider: s3\n    bucket: my-bucket\n"
+            f"    auth: {{mode: assume_role, role_arn: 'arn:aws:iam::123456789012:role/r', "
+            f"session_name: 's3://k:{URL_PASSWORD}@b'}}",
+            "auth.session_name",
+        ),
+        (
+            f"provider: local\n    root: x\n    description: 'mirror of ftp://me:{URL_PASSWORD}@ftp.example.com/pub'",
+            "description",
+        ),
+    ],
+)
+def test_url_with_user_info_is_refused_as_an_inline_secret(tmp_path: Path, fields: str, field: str) -> None:
+    message = error_of(tmp_path, f"connections:\n  - name: u\n    {fields}\n")
+    assert f"connections.yaml:2: connection 'u', field '{field}': the URL holds a user name or password" in message
+    assert "environment variable" in message
+    assert URL_PASSWORD not in message
+
+
+def test_url_without_user_info_is_accepted(tmp_path: Path) -> None:
+    catalog = load_catalog(
+        write(
+            tmp_path,
+            "connections:\n  - name: m\n    provider: s3\n    bucket: my-bucket\n"
+            "    options: {endpoint: 'http://127.0.0.1:9000/path@odd', path_style: true}\n"
+            "    description: 'owned by data@example.com'\n",
+        )
+    )
+    assert catalog.get("m").options["endpoint"] == "http://127.0.0.1:9000/path@odd"
+
+
+def test_dump_catalog_writes_shared_values_out_so_the_loader_accepts_them(tmp_path: Path) -> None:
+    auth = {"mode": "keys", "access_key_id_env": "K", "secret_access_key_env": "S"}
+    entries = [{"name": n, "provider": "s3", "bucket": "my-bucket", "auth": auth} for n in ("a", "b")]
+    path = tmp_path / "connections.yaml"
+    path.write_text(dump_catalog(entries))
+    assert "*" not in path.read_text() and sorted(load_catalog(path).connections) == ["a", "b"]
