@@ -5,22 +5,20 @@ before this point leaves the next sync diffing against the last state the index 
 last state that was whole.
 """
 
-import json
-from datetime import datetime
-
 import duckdb
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from assets.listing import object_listing
 from assets.manifest import cvat_manifest
 from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from assets.publish import publish
+from assets.snapshots import ListingState, SnapshotKeys
 from media.rules import get_profile
 from resources.catalog import CatalogResource, Connection
 from resources.index import MediaIndex, SyncCounts, SyncSnapshot
 from resources.secrets import scrubbed_errors
-from resources.storage import SyncHome
+from resources.state import StateStore
 
 
 def connection_row(conn: Connection) -> dict[str, str]:
@@ -48,17 +46,45 @@ def connection_row(conn: Connection) -> dict[str, str]:
 )
 @scrubbed_errors
 def media_index(
-    context: AssetExecutionContext, catalog: CatalogResource, home: SyncHome, index: MediaIndex
+    context: AssetExecutionContext, catalog: CatalogResource, state_store: StateStore, index: MediaIndex
 ) -> MaterializeResult:
     name = context.partition_key
+    keys = SnapshotKeys(name)
     conn = catalog.connection(name)
-    state = json.loads(home.snapshot(name, "state").read_text())
-    snapshot = SyncSnapshot(
-        changes=home.snapshot(name, "changes"),
-        probes=home.snapshot(name, "probes"),
-        moves=home.snapshot(name, "moves"),
-        violations=home.snapshot(name, "violations"),
+    state = ListingState.require(state_store, name)
+    with state_store.scratch_dir(f"{name}-index") as scratch:
+        snapshot = SyncSnapshot(
+            changes=scratch / "changes.parquet",
+            probes=scratch / "probes.parquet",
+            moves=scratch / "moves.parquet",
+            violations=scratch / "violations.parquet",
+        )
+        for key, path in zip(
+            (keys.changes, keys.probes, keys.moves, keys.violations), snapshot.__dict__.values(), strict=True
+        ):
+            if not state_store.fetch(key, path):
+                raise Failure(f"connection '{name}': {key} is missing from the state store; run the whole sync again")
+        counts = _apply(context, conn, index, state, snapshot)
+    publish(state_store, name, context.run.run_id)
+    context.log.info(f"'{name}': index updated at {index.location}; manifest published to {state_store.location}")
+    return MaterializeResult(
+        metadata={
+            "listed": MetadataValue.int(counts.listed),
+            "probed": MetadataValue.int(counts.probed),
+            "accepted": MetadataValue.int(counts.accepted),
+            "violations": MetadataValue.int(counts.violations),
+            "deleted": MetadataValue.int(counts.deleted),
+            "moved": MetadataValue.int(counts.moved),
+            "index": MetadataValue.text(index.location),
+        }
     )
+
+
+def _apply(
+    context: AssetExecutionContext, conn: Connection, index: MediaIndex, state: ListingState, snapshot: SyncSnapshot
+) -> SyncCounts:
+    """Count what the sync did from its snapshots, and fold it into the index in one transaction."""
+    name = conn.name
     con = duckdb.connect()
     probed, carried, accepted, bytes_read, requests = con.execute(
         """
@@ -81,33 +107,21 @@ def media_index(
     counts = SyncCounts(
         connection=name,
         run_id=context.run.run_id,
-        started_at=datetime.fromisoformat(state["started_at"]),
+        started_at=state.started_at,
         full_resync=full,
-        listed=state["listed"],
-        new=state["new"] - late_moves,
-        changed=state["changed"],
-        unchanged=state["unchanged"],
-        deleted=state["deleted"] - late_moves,
-        moved=state["moved"] + late_moves,
+        listed=state.listed,
+        new=state.new - late_moves,
+        changed=state.changed,
+        unchanged=state.unchanged,
+        deleted=state.deleted - late_moves,
+        moved=state.moved + late_moves,
         probed=int(probed),
         carried=int(carried),
         accepted=int(accepted),
         violations=int(violation_count),
-        bytes_stored=int(state.get("bytes", 0)),
+        bytes_stored=state.bytes,
         bytes_read=int(bytes_read),
         requests=int(requests),
     )
     index.apply_sync(connection_row(conn), snapshot, rules, counts)
-    publish(home, name, context.run.run_id)
-    context.log.info(f"'{name}': index updated at {index.file}; manifest published at {home.manifest_path(name)}")
-    return MaterializeResult(
-        metadata={
-            "listed": MetadataValue.int(counts.listed),
-            "probed": MetadataValue.int(counts.probed),
-            "accepted": MetadataValue.int(counts.accepted),
-            "violations": MetadataValue.int(counts.violations),
-            "deleted": MetadataValue.int(counts.deleted),
-            "moved": MetadataValue.int(counts.moved),
-            "index": MetadataValue.path(str(index.file)),
-        }
-    )
+    return counts

@@ -1,6 +1,5 @@
 """`object_listing`: what the bucket holds now, and how that differs from the last sync that reached the index."""
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,12 +23,14 @@ from pydantic import Field
 from assets.overlap import active_syncs
 from assets.partitions import connections_partitions
 from assets.publish import recover
+from assets.snapshots import ListingState, SnapshotKeys
 from resources.bucket import LISTING_SCHEMA, Bucket
 from resources.catalog import CatalogResource, Connection
 from resources.index import MediaIndex
 from resources.providers import open_bucket
+from resources.scratch import atomic_path, scratch_duckdb
 from resources.secrets import scrubbed_errors
-from resources.storage import SyncHome, atomic_path, scratch_duckdb
+from resources.state import StateStore
 
 PREVIEW_KEYS = 20
 
@@ -82,12 +83,10 @@ def fingerprint(batch: pa.RecordBatch | pa.Table) -> tuple[int, int]:
     return int(count), int(digest) % 2**64
 
 
-def baseline_fingerprint(baseline: Path) -> tuple[int, int] | None:
-    """(count, digest) of the listing the last completed sync indexed, or None before the first sync."""
-    if not baseline.exists():
-        return None
+def listing_fingerprint(listing: Path) -> tuple[int, int]:
+    """(count, digest) of a listing file: equal to the sum of `fingerprint` over its batches."""
     con = duckdb.connect()
-    con.read_parquet(str(baseline)).create_view("listing")
+    con.read_parquet(str(listing)).create_view("listing")
     count, digest = con.execute(_FINGERPRINT_SQL).fetchone()
     con.close()
     return int(count), int(digest) % 2**64
@@ -245,64 +244,71 @@ def object_listing(
     context: AssetExecutionContext,
     config: ListingConfig,
     catalog: CatalogResource,
-    home: SyncHome,
+    state_store: StateStore,
     index: MediaIndex,
 ) -> MaterializeResult:
     name = context.partition_key
     refuse_overlap(context, name)
+    keys = SnapshotKeys(name)
     # No other run syncs this connection now: what earlier runs left half-done is ours to finish or clear.
-    leftovers = home.remove_leftovers(name)
+    leftovers = state_store.remove_leftovers(keys.prefix) + state_store.remove_leftovers(keys.manifest_prefix)
     if leftovers:
-        context.log.info(f"'{name}': removed {len(leftovers)} temporary file(s) left by a killed run")
-    recover(home, index, name, context.log.info)
+        context.log.info(f"'{name}': removed {leftovers} temporary file(s) left by a killed run")
+    recover(state_store, index, name, context.log.info)
     conn = catalog.connection(name)
     started_at = datetime.now(UTC)
     bucket = open_bucket(conn)
     context.log.info(f"listing {conn.provider} connection '{name}' under prefix '{conn.prefix}'")
-    listing, baseline = home.snapshot(name, "listing"), home.snapshot(name, "baseline")
-    seen = write_listing(bucket, conn, listing)
-    gaps = bucket.listing_gaps()
-    kept = keep_unread_parts(listing, baseline, gaps)
-    if gaps:
-        context.log.warning(
-            f"'{name}': {len(gaps)} folder(s) could not be read; their {kept} known object(s) keep their last "
-            f"state: {', '.join(gaps[:10])}"
-        )
-    counts = diff_listing(listing, baseline, home.snapshot(name, "changes"))
-    state = {
-        "run_id": context.run.run_id,
-        "started_at": started_at.isoformat(),
-        "allow_collapse": config.allow_collapse,
-        "bytes": seen.get("bytes", 0),
-        "folder_markers": seen.get("folder_markers", 0),
-        "filtered_out": seen.get("filtered_out", 0),
-        "extensions": seen["extensions"],
-        "gaps": gaps,
-        "kept_unread": kept,
+    with state_store.scratch_dir(f"{name}-listing") as scratch:
+        listing, baseline = scratch / "listing.parquet", scratch / "baseline.parquet"
+        changes = scratch / "changes.parquet"
+        state_store.fetch(keys.baseline, baseline)
+        seen = write_listing(bucket, conn, listing)
+        gaps = bucket.listing_gaps()
+        kept = keep_unread_parts(listing, baseline, gaps)
+        if gaps:
+            context.log.warning(
+                f"'{name}': {len(gaps)} folder(s) could not be read; their {kept} known object(s) keep their last "
+                f"state: {', '.join(gaps[:10])}"
+            )
+        counts = diff_listing(listing, baseline, changes)
+        listed_fingerprint = listing_fingerprint(listing)
+        state_store.put(keys.listing, listing)
+        state_store.put(keys.changes, changes)
+    state = ListingState(
+        run_id=context.run.run_id,
+        started_at=started_at,
+        allow_collapse=config.allow_collapse,
+        bytes=seen.get("bytes", 0),
+        folder_markers=seen.get("folder_markers", 0),
+        filtered_out=seen.get("filtered_out", 0),
+        extensions=seen["extensions"],
+        gaps=gaps,
+        kept_unread=kept,
+        fingerprint=listed_fingerprint,
         **counts,
-    }
-    with atomic_path(home.snapshot(name, "state")) as tmp:
-        tmp.write_text(json.dumps(state, indent=2))
+    )
+    state.save(state_store, name)
     context.log.info(
         f"'{name}': {counts['listed']} objects ({counts['new']} new, {counts['changed']} changed, "
         f"{counts['unchanged']} unchanged, {counts['deleted']} deleted, {counts['moved']} moved)"
     )
     summary = (
-        f"**{counts['listed']}** objects, {seen.get('bytes', 0):,} bytes under `{conn.prefix or '/'}`: "
+        f"**{counts['listed']}** objects, {state.bytes:,} bytes under `{conn.prefix or '/'}`: "
         f"{counts['new']} new, {counts['changed']} changed, {counts['unchanged']} unchanged, "
         f"{counts['deleted']} deleted, {counts['moved']} moved. "
-        f"{seen.get('folder_markers', 0)} folder markers and {seen.get('filtered_out', 0)} filtered keys skipped."
+        f"{state.folder_markers} folder markers and {state.filtered_out} filtered keys skipped."
     )
     return MaterializeResult(
         metadata={
             **{k: MetadataValue.int(v) for k, v in counts.items()},
-            "bytes": MetadataValue.int(seen.get("bytes", 0)),
-            "folder_markers": MetadataValue.int(seen.get("folder_markers", 0)),
-            "filtered_out": MetadataValue.int(seen.get("filtered_out", 0)),
+            "bytes": MetadataValue.int(state.bytes),
+            "folder_markers": MetadataValue.int(state.folder_markers),
+            "filtered_out": MetadataValue.int(state.filtered_out),
             "unread_folders": MetadataValue.json(gaps),
             "extensions": MetadataValue.json(seen["extensions"]),
             "preview": MetadataValue.md(_preview_table(seen["samples"])),
             "summary": MetadataValue.md(summary),
-            "snapshot": MetadataValue.path(str(home.snapshot(name, "changes"))),
+            "snapshot": MetadataValue.text(f"{state_store.location}/{keys.changes}"),
         }
     )

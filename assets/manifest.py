@@ -7,14 +7,16 @@ the index (assets/publish.py), so the published manifest always matches the inde
 
 import json
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from assets.partitions import connections_partitions
 from assets.probes import media_probes
+from assets.snapshots import SnapshotKeys
 from media.cvat import split_name
 from resources.catalog import CatalogResource, Connection
+from resources.scratch import scratch_duckdb
 from resources.secrets import scrubbed_errors
-from resources.storage import SyncHome, atomic_path, scratch_duckdb
+from resources.state import StateStore
 
 HEADER = ({"version": "1.1"}, {"type": "images"})
 
@@ -40,35 +42,41 @@ def manifest_line(conn: Connection, key: str, width: int, height: int) -> str:
     ),
 )
 @scrubbed_errors
-def cvat_manifest(context: AssetExecutionContext, catalog: CatalogResource, home: SyncHome) -> MaterializeResult:
+def cvat_manifest(
+    context: AssetExecutionContext, catalog: CatalogResource, state_store: StateStore
+) -> MaterializeResult:
     name = context.partition_key
+    keys = SnapshotKeys(name)
     conn = catalog.connection(name)
-    probes = home.snapshot(name, "probes")
-    staged = home.staged_manifest(name, context.run.run_id)
-    con = scratch_duckdb(probes.parent / ".spill")
-    reader = con.sql(
-        "SELECT key, manifest_width, manifest_height FROM read_parquet($p) WHERE accepted AND kind = 'image' "
-        "ORDER BY key",
-        params={"p": str(probes)},
-    ).to_arrow_reader(4096)
-    images = 0
-    with atomic_path(staged) as tmp, tmp.open("w", encoding="utf-8") as out:
-        for line in HEADER:
-            out.write(json.dumps(line, separators=(",", ":")) + "\n")
-        for batch in reader:
-            for row in batch.to_pylist():
-                out.write(manifest_line(conn, row["key"], row["manifest_width"], row["manifest_height"]) + "\n")
-                images += 1
-    rejected = con.execute(
-        "SELECT count(*) FROM read_parquet($p) WHERE kind = 'image' AND NOT accepted", {"p": str(probes)}
-    ).fetchone()[0]
-    con.close()
-    target = home.manifest_path(name)
+    with state_store.scratch_dir(f"{name}-manifest") as scratch:
+        probes, manifest = scratch / "probes.parquet", scratch / "manifest.jsonl"
+        if not state_store.fetch(keys.probes, probes):
+            raise Failure(f"connection '{name}': no probes in the state store; materialize media_probes first")
+        con = scratch_duckdb(scratch / ".spill")
+        reader = con.sql(
+            "SELECT key, manifest_width, manifest_height FROM read_parquet($p) WHERE accepted AND kind = 'image' "
+            "ORDER BY key",
+            params={"p": str(probes)},
+        ).to_arrow_reader(4096)
+        images = 0
+        with manifest.open("w", encoding="utf-8") as out:
+            for line in HEADER:
+                out.write(json.dumps(line, separators=(",", ":")) + "\n")
+            for batch in reader:
+                for row in batch.to_pylist():
+                    out.write(manifest_line(conn, row["key"], row["manifest_width"], row["manifest_height"]) + "\n")
+                    images += 1
+        rejected = con.execute(
+            "SELECT count(*) FROM read_parquet($p) WHERE kind = 'image' AND NOT accepted", {"p": str(probes)}
+        ).fetchall()[0][0]
+        con.close()
+        state_store.put(keys.staged_manifest(context.run.run_id), manifest)
+    target = f"{state_store.location}/{keys.manifest}"
     context.log.info(f"'{name}': manifest of {images} images ({rejected} rejected images left out) staged for {target}")
     return MaterializeResult(
         metadata={
             "images": MetadataValue.int(images),
             "rejected_images": MetadataValue.int(int(rejected)),
-            "path": MetadataValue.path(str(target)),
+            "path": MetadataValue.text(target),
         }
     )

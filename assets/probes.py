@@ -4,9 +4,6 @@ Facts are cached by object version (key, etag, size, last_modified): an unchange
 a moved object's facts follow it to its new key, and only the rest is read, a few byte ranges each, many at once.
 """
 
-import json
-import os
-import shutil
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -18,12 +15,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from assets.listing import object_listing
 from assets.partitions import connections_partitions
 from assets.progress import Progress
+from assets.snapshots import ListingState, SnapshotKeys
 from media.cvat import NAME_SQL
 from media.facts import FACT_COLUMNS, MediaFacts
 from media.probe import READ_FAILED, probe, settle_failure
@@ -32,8 +30,9 @@ from media.rules import ALL_RULES, Profile, get_profile, judge, manifest_size, n
 from resources.bucket import Bucket
 from resources.catalog import CatalogResource
 from resources.providers import open_bucket, probe_concurrency
+from resources.scratch import atomic_path, scratch_duckdb
 from resources.secrets import scrubbed_errors
-from resources.storage import SyncHome, atomic_path, scratch_duckdb
+from resources.state import StateStore
 
 PROBES_SCHEMA = pa.schema(
     [
@@ -169,19 +168,30 @@ def _plan(changes: Path, known: list[Path]) -> duckdb.DuckDBPyConnection:
 
 
 class Checkpoint:
-    """Probe results saved while a sync runs, one atomic Parquet part at a time.
+    """Probe results saved to the state store while a sync runs, one whole Parquet part at a time.
 
-    A run killed at any point (even SIGKILL) leaves whole parts behind; the next run reads them as known facts and
-    re-reads only the objects it had not finished. They are removed once the probes snapshot is swapped in.
+    A run killed at any point (even SIGKILL, even its machine) leaves whole parts behind; the next run, wherever it
+    runs, reads them as known facts and re-reads only the objects it had not finished. They are removed once the
+    probes snapshot is stored.
     """
 
-    def __init__(self, folder: Path, every_rows: int, every_s: float = 10.0) -> None:
-        self.folder, self.every_rows, self.every_s = folder, every_rows, every_s
+    def __init__(self, store: StateStore, prefix: str, scratch: Path, every_rows: int, every_s: float = 10.0) -> None:
+        self.store, self.prefix, self.scratch = store, prefix, scratch
+        self.every_rows, self.every_s = every_rows, every_s
         self.rows: list[dict[str, Any]] = []
         self._last = time.monotonic()
 
-    def parts(self) -> list[Path]:
-        return sorted(self.folder.glob("part-*.parquet")) if self.folder.exists() else []
+    def parts(self) -> list[str]:
+        return [k for k in self.store.list(self.prefix) if k.endswith(".parquet")]
+
+    def fetch_parts(self, folder: Path) -> list[Path]:
+        """Local copies of every part, for the plan to read as known facts."""
+        local = []
+        for key in self.parts():
+            path = folder / key.rsplit("/", 1)[-1]
+            if self.store.fetch(key, path):
+                local.append(path)
+        return local
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -191,15 +201,16 @@ class Checkpoint:
     def flush(self) -> None:
         if not self.rows:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        part = self.folder / f"part-{time.time_ns():020d}.parquet"
-        with atomic_path(part) as tmp:
-            pq.write_table(pa.Table.from_pylist(self.rows, schema=PROBES_SCHEMA), tmp)
+        name = f"part-{time.time_ns():020d}.parquet"
+        local = self.scratch / name
+        pq.write_table(pa.Table.from_pylist(self.rows, schema=PROBES_SCHEMA), local)
+        self.store.put(self.prefix + name, local)
         self.rows = []
         self._last = time.monotonic()
 
     def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        for key in self.parts():
+            self.store.delete(key)
 
 
 def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[dict[str, Any]]:
@@ -343,77 +354,76 @@ class _Writer:
 )
 @scrubbed_errors
 def media_probes(
-    context: AssetExecutionContext, config: ProbeConfig, catalog: CatalogResource, home: SyncHome
+    context: AssetExecutionContext, config: ProbeConfig, catalog: CatalogResource, state_store: StateStore
 ) -> MaterializeResult:
     name = context.partition_key
+    keys = SnapshotKeys(name)
     conn = catalog.connection(name)
     profile = get_profile(conn.profile)
     bucket = open_bucket(conn)
     concurrency = config.concurrency or probe_concurrency(conn)
-    changes, previous = home.snapshot(name, "changes"), home.snapshot(name, "probes")
-    checkpoint = Checkpoint(home.snapshot(name, "probes").parent / "checkpoint", config.checkpoint_rows)
-    # --full ignores the last sync's facts, but not the checkpoints of an interrupted run that this one resumes.
-    # DuckDB reads Parquet lazily and this run replaces probes.parquet, so earlier facts are pinned under another
-    # name (a hard link: no copy) for as long as the run reads them.
-    pinned = previous.with_name("probes-previous.parquet")
-    pinned.unlink(missing_ok=True)
-    if previous.exists() and not config.full:
-        os.link(previous, pinned)
-    parts = checkpoint.parts()
-    known = parts + ([pinned] if pinned.exists() else [])
-    if parts:
-        context.log.info(f"'{name}': resuming from {len(parts)} checkpoint part(s) of an interrupted run")
+    with state_store.scratch_dir(f"{name}-probes") as scratch:
+        changes = scratch / "changes.parquet"
+        if not state_store.fetch(keys.changes, changes):
+            raise Failure(f"connection '{name}': no listing in the state store; materialize object_listing first")
+        checkpoint = Checkpoint(state_store, keys.checkpoint_prefix, scratch, config.checkpoint_rows)
+        # --full ignores the last sync's facts, but not the checkpoints of an interrupted run that this one resumes.
+        parts = checkpoint.fetch_parts(scratch / "known")
+        previous = scratch / "known" / "previous.parquet"
+        known = parts + ([previous] if not config.full and state_store.fetch(keys.probes, previous) else [])
+        if parts:
+            context.log.info(f"'{name}': resuming from {len(parts)} checkpoint part(s) of an interrupted run")
 
-    con = _plan(changes, known)
-    planned = dict(con.execute("SELECT action, count(*) FROM plan GROUP BY action").fetchall())
-    to_probe = int(planned.get("probe", 0))
-    context.log.info(
-        f"'{name}': probing {to_probe} objects ({concurrency} at a time); reusing facts for "
-        f"{planned.get('carried', 0)} unchanged and {planned.get('moved', 0)} moved objects"
-    )
-    fact_cols = ", ".join(f"p.{c}" for c in FACT_COLUMNS)
-    with (
-        atomic_path(home.snapshot(name, "probes")) as probes_tmp,
-        atomic_path(home.snapshot(name, "violations")) as violations_tmp,
-        pq.ParquetWriter(probes_tmp, PROBES_SCHEMA) as probes_out,
-        pq.ParquetWriter(violations_tmp, VIOLATIONS_SCHEMA) as violations_out,
-    ):
-        out = _Writer(probes_out, violations_out, profile, checkpoint)
-        if planned.get("carried", 0) or planned.get("moved", 0):
-            reused = (
-                "SELECT plan.key, plan.size, plan.etag, plan.last_modified, plan.version, plan.action, p.probed_at, "
-                f"{fact_cols} FROM plan JOIN p ON p.key = plan.facts_key WHERE plan.action <> 'probe' ORDER BY plan.key"
-            )
-            for row in _batches(con, reused):
-                out.add(row, MediaFacts.from_row(row), row["action"], row["probed_at"])
-        rows = _batches(
-            con,
-            "SELECT key, size, etag, last_modified, version, previous_error FROM plan WHERE action = 'probe' "
-            "ORDER BY key",
+        con = _plan(changes, known)
+        planned = dict(con.execute("SELECT action, count(*) FROM plan GROUP BY action").fetchall())
+        to_probe = int(planned.get("probe", 0))
+        context.log.info(
+            f"'{name}': probing {to_probe} objects ({concurrency} at a time); reusing facts for "
+            f"{planned.get('carried', 0)} unchanged and {planned.get('moved', 0)} moved objects"
         )
-        with Progress(context.log, f"probing '{name}'", to_probe) as progress:
-            for row, facts in probe_all(bucket, rows, concurrency):
-                facts.error = settle_failure(facts.error, row["previous_error"])
-                out.add(row, facts, "probed", datetime.now(UTC))
-                progress.advance()
-        out.flush()
-    probes_path, violations_path = home.snapshot(name, "probes"), home.snapshot(name, "violations")
-    moves = pair_moves_by_head(con, probes_path, home.snapshot(name, "moves"), bool(known))
-    collided = reject_name_collisions(con, probes_path, violations_path)
-    con.close()
+        fact_cols = ", ".join(f"p.{c}" for c in FACT_COLUMNS)
+        probes_path, violations_path = scratch / "probes.parquet", scratch / "violations.parquet"
+        with (
+            pq.ParquetWriter(probes_path, PROBES_SCHEMA) as probes_out,
+            pq.ParquetWriter(violations_path, VIOLATIONS_SCHEMA) as violations_out,
+        ):
+            out = _Writer(probes_out, violations_out, profile, checkpoint)
+            if planned.get("carried", 0) or planned.get("moved", 0):
+                reused = (
+                    "SELECT plan.key, plan.size, plan.etag, plan.last_modified, plan.version, plan.action, "
+                    f"p.probed_at, {fact_cols} FROM plan JOIN p ON p.key = plan.facts_key "
+                    "WHERE plan.action <> 'probe' ORDER BY plan.key"
+                )
+                for row in _batches(con, reused):
+                    out.add(row, MediaFacts.from_row(row), row["action"], row["probed_at"])
+            rows = _batches(
+                con,
+                "SELECT key, size, etag, last_modified, version, previous_error FROM plan WHERE action = 'probe' "
+                "ORDER BY key",
+            )
+            with Progress(context.log, f"probing '{name}'", to_probe) as progress:
+                for row, facts in probe_all(bucket, rows, concurrency):
+                    facts.error = settle_failure(facts.error, row["previous_error"])
+                    out.add(row, facts, "probed", datetime.now(UTC))
+                    progress.advance()
+            out.flush()
+        moves_path = scratch / "moves.parquet"
+        moves = pair_moves_by_head(con, probes_path, moves_path, bool(known))
+        collided = reject_name_collisions(con, probes_path, violations_path)
+        con.close()
+        for key, path in ((keys.violations, violations_path), (keys.moves, moves_path), (keys.probes, probes_path)):
+            state_store.put(key, path)
     if collided:
         out.stats["accepted"] -= collided
         out.stats["rule:manifest_name"] += collided
     checkpoint.clear()  # the probes snapshot now holds everything the parts did
-    pinned.unlink(missing_ok=True)
     if moves:
         context.log.info(f"'{name}': {moves} move(s) recognised by content where the provider gave no content hash")
 
     stats = out.stats
     rule_counts = {rule: stats.get(f"rule:{rule}", 0) for rule in ALL_RULES}
-    state_path = home.snapshot(name, "state")
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    bytes_stored = int(state.get("bytes", 0))
+    listing_state = ListingState.load(state_store, name)
+    bytes_stored = listing_state.bytes if listing_state else 0
     read = stats.get("bytes_read", 0)
     summary = (
         f"Probed **{stats.get('probed', 0)}** objects ({read:,} bytes read in {stats.get('requests', 0)} requests), "

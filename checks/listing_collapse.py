@@ -4,8 +4,6 @@ A wrong prefix, a revoked permission or an outage looks exactly like a mass dele
 it through would tombstone the index and shrink the manifest, so a person must say it is real.
 """
 
-import json
-
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -16,8 +14,9 @@ from dagster import (
 
 from assets.listing import object_listing
 from assets.partitions import connections_partitions
+from assets.snapshots import ListingState
 from resources.secrets import scrubbed_errors
-from resources.storage import SyncHome
+from resources.state import StateStore
 
 HOW_TO_ALLOW = (
     "If the deletion is real, re-run with run config `ops: {object_listing: {config: {allow_collapse: true}}}` "
@@ -38,11 +37,11 @@ def collapsed(listed: int, baseline: int) -> bool:
     blocking=True,
 )
 @scrubbed_errors
-def listing_collapse(context: AssetCheckExecutionContext, home: SyncHome) -> AssetCheckResult:
-    state = json.loads(home.snapshot(context.partition_key, "state").read_text())
-    listed, baseline = int(state["listed"]), int(state["baseline_listed"])
+def listing_collapse(context: AssetCheckExecutionContext, state_store: StateStore) -> AssetCheckResult:
+    state = ListingState.require(state_store, context.partition_key)
+    listed, baseline = state.listed, state.baseline_listed
     is_collapse = collapsed(listed, baseline)
-    allowed = bool(state.get("allow_collapse"))
+    allowed = state.allow_collapse
     if not is_collapse:
         description = f"listing holds {listed} objects; the last good one held {baseline}"
     elif allowed:

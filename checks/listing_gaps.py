@@ -5,8 +5,6 @@ known state rather than tombstoning them; this check makes sure a person hears a
 quietly with part of the bucket unseen.
 """
 
-import json
-
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -17,8 +15,9 @@ from dagster import (
 
 from assets.listing import object_listing
 from assets.partitions import connections_partitions
+from assets.snapshots import ListingState
 from resources.secrets import scrubbed_errors
-from resources.storage import SyncHome
+from resources.state import StateStore
 
 SHOWN = 20
 
@@ -33,10 +32,9 @@ SHOWN = 20
     partitions_def=connections_partitions,
 )
 @scrubbed_errors
-def listing_gaps(context: AssetCheckExecutionContext, home: SyncHome) -> AssetCheckResult:
-    state = json.loads(home.snapshot(context.partition_key, "state").read_text())
-    gaps: list[str] = state.get("gaps", [])
-    kept = int(state.get("kept_unread", 0))
+def listing_gaps(context: AssetCheckExecutionContext, state_store: StateStore) -> AssetCheckResult:
+    state = ListingState.require(state_store, context.partition_key)
+    gaps, kept = state.gaps, state.kept_unread
     if gaps:
         description = (
             f"{len(gaps)} folder(s) could not be read; {kept} object(s) under them keep their last known state. "

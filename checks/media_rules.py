@@ -6,6 +6,7 @@ commit fails leaves the previous sync's violations in place instead of half of a
 """
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import duckdb
 from dagster import (
@@ -13,16 +14,18 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
+    Failure,
     MetadataValue,
     multi_asset_check,
 )
 
 from assets.partitions import connections_partitions
 from assets.probes import media_probes
+from assets.snapshots import SnapshotKeys
 from media.rules import ALL_RULES, get_profile
 from resources.catalog import CatalogResource
 from resources.secrets import scrubbed_errors
-from resources.storage import SyncHome
+from resources.state import StateStore
 
 EXAMPLES = 5
 
@@ -54,23 +57,31 @@ def _examples_table(rows: list[tuple[str, str, str]]) -> str:
 )
 @scrubbed_errors
 def media_rules(
-    context: AssetCheckExecutionContext, catalog: CatalogResource, home: SyncHome
+    context: AssetCheckExecutionContext, catalog: CatalogResource, state_store: StateStore
 ) -> Iterator[AssetCheckResult]:
     name = context.partition_key
     conn = catalog.connection(name)
     profile = get_profile(conn.profile)
-    violations = str(home.snapshot(name, "violations"))
-    con = duckdb.connect()
-    counts = dict(
-        con.execute("SELECT rule, count(*) FROM read_parquet($p) GROUP BY rule", {"p": violations}).fetchall()
-    )
+    with state_store.scratch_dir(f"{name}-rules") as scratch:
+        violations = str(scratch / "violations.parquet")
+        if not state_store.fetch(SnapshotKeys(name).violations, Path(violations)):
+            raise Failure(f"connection '{name}': no violations in the state store; materialize media_probes first")
+        con = duckdb.connect()
+        counts = dict(
+            con.execute("SELECT rule, count(*) FROM read_parquet($p) GROUP BY rule", {"p": violations}).fetchall()
+        )
+        examples_by_rule = {
+            rule: con.execute(
+                "SELECT key, message, remediation FROM read_parquet($p) WHERE rule = $r ORDER BY key LIMIT $n",
+                {"p": violations, "r": rule, "n": EXAMPLES},
+            ).fetchall()
+            for rule in ALL_RULES
+        }
+        con.close()
     for rule in ALL_RULES:
         in_profile = rule in profile.rules
         count = int(counts.get(rule, 0)) if in_profile else 0
-        examples = con.execute(
-            "SELECT key, message, remediation FROM read_parquet($p) WHERE rule = $r ORDER BY key LIMIT $n",
-            {"p": violations, "r": rule, "n": EXAMPLES},
-        ).fetchall()
+        examples = examples_by_rule[rule]
         yield AssetCheckResult(
             asset_key=media_probes.key,
             check_name=rule,
@@ -85,4 +96,3 @@ def media_rules(
                 "examples": MetadataValue.md(_examples_table(examples)),
             },
         )
-    con.close()

@@ -21,7 +21,7 @@ from resources.catalog import CatalogError, CatalogResource, Connection
 from resources.index import MediaIndex
 from resources.providers import open_bucket
 from resources.secrets import scrub
-from resources.storage import SyncHome
+from resources.state import StateStore
 
 app = typer.Typer(
     help="Sync cloud buckets of images and videos into a DuckDB index, a CVAT manifest and Dagster assets.",
@@ -66,12 +66,13 @@ def _sync(name: str, *, full: bool = False, allow_collapse: bool = False, quiet:
 
 
 def _print_summary(name: str) -> None:
+    from assets.snapshots import ListingState
     from pipelines.summary import sync_summary
 
-    home = SyncHome()
-    state_path = home.snapshot(name, "state")
-    markers = json.loads(state_path.read_text()).get("folder_markers", 0) if state_path.exists() else 0
-    out.print(sync_summary(name, MediaIndex(), home, folder_markers=markers).render(), highlight=False)
+    store = StateStore()
+    state = ListingState.load(store, name)
+    markers = state.folder_markers if state else 0
+    out.print(sync_summary(name, MediaIndex(), store, folder_markers=markers).render(), highlight=False)
 
 
 @app.command()

@@ -15,7 +15,7 @@ from pipelines.schedules import build_connection_schedules
 from pipelines.sensors import bucket_changes, connection_registry
 from resources.catalog import CatalogResource
 from resources.index import MediaIndex
-from resources.storage import SyncHome
+from resources.state import StateStore
 
 defs = Definitions(
     assets=[object_listing, media_probes, cvat_manifest, media_index],
@@ -23,5 +23,5 @@ defs = Definitions(
     jobs=[sync_job, test_connection_job],
     sensors=[connection_registry, bucket_changes],
     schedules=build_connection_schedules(),
-    resources={"catalog": CatalogResource(), "home": SyncHome(), "index": MediaIndex()},
+    resources={"catalog": CatalogResource(), "state_store": StateStore(), "index": MediaIndex()},
 )

@@ -14,16 +14,17 @@ from dagster import (
     sensor,
 )
 
-from assets.listing import baseline_fingerprint, fingerprint, media_only
+from assets.listing import fingerprint, media_only
 from assets.overlap import active_syncs, reap_dead_runs
 from assets.partitions import connections_partitions
+from assets.snapshots import BaselineState
 from pipelines.jobs import sync_job
 from resources.bucket import BucketError
 from resources.catalog import CatalogError, CatalogResource
 from resources.index import MediaIndex
 from resources.providers import open_bucket
 from resources.secrets import scrub
-from resources.storage import SyncHome
+from resources.state import StateStore
 
 #: How many keys the change sensor lists per watched connection per tick. A bucket larger than this is walked over
 #: several ticks, so one evaluation stays well inside the sensor timeout however big the bucket is.
@@ -80,7 +81,7 @@ def connection_registry(
     ),
 )
 def bucket_changes(
-    context: SensorEvaluationContext, catalog: CatalogResource, home: SyncHome
+    context: SensorEvaluationContext, catalog: CatalogResource, state_store: StateStore
 ) -> SensorResult | SkipReason:
     try:
         watched = [c for c in catalog.load().connections.values() if c.watch]
@@ -117,7 +118,8 @@ def bucket_changes(
             continue
         cursor.pop(conn.name, None)  # the pass is complete: the next tick starts a fresh one
         seen = (state["count"], state["digest"])
-        synced = baseline_fingerprint(home.snapshot(conn.name, "baseline"))
+        baseline = BaselineState.load(state_store, conn.name)
+        synced = baseline.fingerprint if baseline else None
         if seen == synced:
             notes.append(f"{conn.name}: unchanged ({seen[0]} objects)")
         elif sync_in_flight(context.instance, conn.name):

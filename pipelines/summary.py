@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assets.snapshots import SnapshotKeys
 from resources.index import MediaIndex
-from resources.storage import SyncHome
+from resources.state import StateStore
 
 EXAMPLE_QUERY = "SELECT rule, key, message FROM violations WHERE connection = '{name}' ORDER BY rule, key"
 
@@ -18,7 +19,7 @@ class SyncSummary:
     last_sync: dict[str, Any]
     violations_by_rule: dict[str, int]
     folder_markers: int
-    manifest: Path
+    manifest: str
     manifest_images: int
     index: Path
 
@@ -45,7 +46,7 @@ class SyncSummary:
         )
 
 
-def sync_summary(connection: str, index: MediaIndex, home: SyncHome, folder_markers: int = 0) -> SyncSummary:
+def sync_summary(connection: str, index: MediaIndex, store: StateStore, folder_markers: int = 0) -> SyncSummary:
     with index.connect(read_only=True) as con:
         cursor = con.execute(
             "SELECT * FROM syncs WHERE connection = $c ORDER BY finished_at DESC LIMIT 1", {"c": connection}
@@ -54,13 +55,18 @@ def sync_summary(connection: str, index: MediaIndex, home: SyncHome, folder_mark
         row = cursor.fetchone()
         if row is None:
             raise LookupError(f"connection '{connection}' has not completed a sync yet")
+        # The manifest lists exactly the accepted images the index holds: count them there, not by reading it.
+        images = con.execute(
+            "SELECT count(*) FROM objects o JOIN media m USING (connection, key) "
+            "WHERE o.connection = $c AND NOT o.deleted AND o.accepted AND m.kind = 'image'",
+            {"c": connection},
+        ).fetchall()[0][0]
         rules = dict(
             con.execute(
                 "SELECT rule, count(*) FROM violations WHERE connection = $c GROUP BY rule", {"c": connection}
             ).fetchall()
         )
-    manifest = home.manifest_path(connection)
-    images = max(0, sum(1 for _ in manifest.open(encoding="utf-8")) - 2) if manifest.exists() else 0
+    manifest = f"{store.location}/{SnapshotKeys(connection).manifest}"
     return SyncSummary(
         connection=connection,
         last_sync=dict(zip(columns, row, strict=True)),

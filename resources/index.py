@@ -19,7 +19,7 @@ import duckdb
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from resources.storage import default_home
+from resources.state import default_home
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS connections (
@@ -205,6 +205,11 @@ class MediaIndex(ConfigurableResource):
 
     path: str | None = Field(None, description="default $BUCKET_SYNC_HOME/index.duckdb")
     lock_timeout_s: float = 120.0
+
+    @property
+    def location(self) -> str:
+        """Where the index is, for messages and metadata: never a credential."""
+        return str(self.file)
 
     @property
     def file(self) -> Path:

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance, instance_for_test
 
+from assets.snapshots import SnapshotKeys
 from resources.catalog import dump_catalog
 from resources.index import MediaIndex
-from resources.storage import SyncHome
+from resources.state import StateStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,8 +37,13 @@ class Workspace:
         return MediaIndex(path=str(self.home / "index.duckdb"))
 
     @property
-    def sync_home(self) -> SyncHome:
-        return SyncHome(path=str(self.home))
+    def state_store(self) -> StateStore:
+        return StateStore(url=str(self.home))
+
+    def manifest(self, connection: str) -> str:
+        """The published manifest of `connection`, read from the state store ("" when there is none)."""
+        data = self.state_store.read_bytes(SnapshotKeys(connection).manifest)
+        return "" if data is None else data.decode()
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self.index.connect(read_only=True) as con:

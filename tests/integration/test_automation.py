@@ -27,7 +27,7 @@ from pipelines.runner import run_sync
 from pipelines.schedules import build_connection_schedules, schedule_name
 from resources.catalog import CatalogResource
 from resources.index import MediaIndex
-from resources.storage import SyncHome
+from resources.state import StateStore
 from tests.conftest import Workspace
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def fill(root: Path, count: int) -> None:
 
 
 def resources(ws: Workspace) -> dict[str, object]:
-    return {"catalog": CatalogResource(), "home": SyncHome(), "index": MediaIndex()}
+    return {"catalog": CatalogResource(), "state_store": StateStore(), "index": MediaIndex()}
 
 
 def in_flight_run(instance: DagsterInstance, name: str) -> str:

@@ -25,6 +25,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from assets.publish import recover
+from assets.snapshots import SnapshotKeys
 from media import synth
 from pipelines.instance import DAGSTER_YAML
 from pipelines.runner import run_sync
@@ -88,7 +89,7 @@ def published(ws: Workspace, name: str) -> dict[str, object]:
         ),
         "violations": ws.query("SELECT key, rule FROM violations WHERE connection = $c ORDER BY key", {"c": name}),
         "syncs": ws.query("SELECT count(*) FROM syncs WHERE connection = $c", {"c": name}),
-        "manifest": ws.sync_home.manifest_path(name).read_bytes(),
+        "manifest": ws.manifest(name),
     }
 
 
@@ -115,10 +116,10 @@ def test_a_failed_index_commit_publishes_nothing_and_the_next_sync_loses_nothing
     assert objects["new/place.jpg"][2] == "old/place.jpg"
     assert objects["doomed.jpg"][0] is True
     assert ("rotated.jpg", "exif_orientation") in after["violations"]  # type: ignore[operator]
-    manifest = after["manifest"].decode()  # type: ignore[union-attr]
+    manifest = after["manifest"]
     assert '"name":"fresh"' in manifest and '"name":"new/place"' in manifest and "old/place" not in manifest
     assert after["syncs"] == [(2,)]
-    assert not workspace.sync_home.staged_manifests("held")
+    assert not [k for k in workspace.state_store.list("snapshots/held/") if SnapshotKeys("held").staged_run(k)]
 
 
 def test_publishing_cut_short_is_finished_by_the_next_sync_and_unindexed_runs_are_discarded(
@@ -129,18 +130,18 @@ def test_publishing_cut_short_is_finished_by_the_next_sync_and_unindexed_runs_ar
     workspace.write_catalog(bucket.entry("cut"))
     outcome = run_sync("cut", dagster_instance, log_level="ERROR")
     assert outcome.ok
-    home, target = workspace.sync_home, workspace.sync_home.manifest_path("cut")
-    good = target.read_bytes()
+    store, keys = workspace.state_store, SnapshotKeys("cut")
+    good = workspace.manifest("cut")
 
-    # The state a SIGKILL between the index commit and the manifest's rename leaves: committed, staged, unpublished.
-    home.staged_manifest("cut", outcome.result.run_id).write_bytes(good)
-    target.write_bytes(b"stale\n")
+    # The state a SIGKILL between the index commit and the manifest's move leaves: committed, staged, unpublished.
+    store.write_bytes(keys.staged_manifest(outcome.result.run_id), good.encode())
+    store.write_bytes(keys.manifest, b"stale\n")
     # And a run killed before its commit: staged only.
-    home.staged_manifest("cut", "never-indexed").write_bytes(b"half\n")
+    store.write_bytes(keys.staged_manifest("never-indexed"), b"half\n")
     notes: list[str] = []
-    recover(home, workspace.index, "cut", notes.append)
-    assert target.read_bytes() == good
-    assert home.staged_manifests("cut") == []
+    recover(store, workspace.index, "cut", notes.append)
+    assert workspace.manifest("cut") == good
+    assert [k for k in store.list(keys.prefix) if keys.staged_run(k)] == []
     assert len(notes) == 1 and outcome.result.run_id in notes[0]
 
 
@@ -155,15 +156,14 @@ def test_temporary_files_of_killed_runs_are_removed_by_the_next_sync(
     litter = [
         snapshots / ".probes.parquet.k1ll3d.tmp",
         snapshots / "checkpoint" / ".part-00000000000000000001.parquet.abc.tmp",
-        workspace.sync_home.manifest_path("tidy").parent / ".manifest.jsonl.xyz.tmp",
-        snapshots / ".spill" / "duckdb_temp_block-0.block",
+        workspace.home / "manifests" / "tidy" / ".manifest.jsonl.xyz.tmp",
     ]
     for path in litter:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"left by a SIGKILL")
     assert run_sync("tidy", dagster_instance, log_level="ERROR").ok
     assert [p for p in litter if p.exists()] == []
-    assert workspace.sync_home.snapshot("tidy", "probes").exists()
+    assert workspace.state_store.exists(SnapshotKeys("tidy").probes)
 
 
 def claimed_runs(instance: DagsterInstance) -> set[str]:
@@ -235,4 +235,4 @@ def test_paths_with_an_apostrophe_are_never_spliced_into_sql(
     assert outcome.ok, outcome.failures
     keys = {k for (k,) in ws.query("SELECT key FROM objects WHERE connection = 'quotes' AND NOT deleted")}
     assert "it's a photo.jpg" in keys and "new/place.jpg" in keys
-    assert b'"name":"it\'s a photo"' in ws.sync_home.manifest_path("quotes").read_bytes()
+    assert '"name":"it\'s a photo"' in ws.manifest("quotes")

@@ -11,7 +11,7 @@ from pipelines.runner import run_sync
 from resources.catalog import CatalogResource
 from resources.index import MediaIndex
 from resources.providers import open_bucket
-from resources.storage import SyncHome
+from resources.state import StateStore
 from tests.conftest import Workspace
 from tests.integration.buckets import BucketUnderTest, unique_name
 
@@ -48,7 +48,7 @@ def test_change_sensor_requests_a_sync_only_when_the_bucket_changed(
         test_bucket.put(key, synth.png(8, 8))
     name = unique_name(test_bucket.provider)
     workspace.write_catalog(test_bucket.entry(name, prefix="p/", watch=True))
-    resources = {"catalog": CatalogResource(), "home": SyncHome(), "index": MediaIndex()}
+    resources = {"catalog": CatalogResource(), "state_store": StateStore(), "index": MediaIndex()}
 
     def tick() -> SensorResult | SkipReason:
         return sensors.bucket_changes(build_sensor_context(instance=dagster_instance, resources=resources))

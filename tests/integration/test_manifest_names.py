@@ -34,7 +34,7 @@ def test_manifest_names_are_unique_faithful_and_addressable(
     workspace.write_catalog(bucket.entry(name, profile="cvat"))
     assert run_sync(name, dagster_instance, log_level="ERROR").ok
 
-    lines = [json.loads(line) for line in workspace.sync_home.manifest_path(name).read_text().splitlines()[2:]]
+    lines = [json.loads(line) for line in workspace.manifest(name).splitlines()[2:]]
     keys = [item["name"] + item["extension"] for item in lines]
     assert sorted(keys) == sorted(CLEAN)  # each name maps back to exactly one listed key
     assert len({item["name"] for item in lines}) == len(lines)

@@ -144,7 +144,7 @@ def test_full_sync_lists_probes_judges_and_indexes(
     assert evaluations["listing_collapse"].passed
 
     # Manifest: CVAT 1.1, exactly the accepted images, sorted by key, names relative to the prefix, no extension.
-    lines = workspace.sync_home.manifest_path(name).read_text().splitlines()
+    lines = workspace.manifest(name).splitlines()
     assert [json.loads(x) for x in lines[:2]] == [{"version": "1.1"}, {"type": "images"}]
     expected = sorted((k, item.manifest) for k, item in made.items() if item.manifest)
     got = [json.loads(x) for x in lines[2:]]
@@ -203,7 +203,7 @@ def test_add_overwrite_delete_and_move_are_tracked(
     ) == [(6,)]
     violations = {k for (k,) in workspace.query("SELECT key FROM violations WHERE connection = $c", {"c": name})}
     assert moved_to in violations and moved_from not in violations
-    manifest = workspace.sync_home.manifest_path(name).read_text()
+    manifest = workspace.manifest(name)
     assert '"name":"no-exif"' not in manifest and '"name":"added"' in manifest
 
 
@@ -211,7 +211,7 @@ def test_collapsed_listing_is_blocked_until_allowed(
     test_bucket: BucketUnderTest, workspace: Workspace, dagster_instance: DagsterInstance
 ) -> None:
     made, name = synced_dataset(test_bucket, workspace, dagster_instance)
-    manifest_before = workspace.sync_home.manifest_path(name).read_text()
+    manifest_before = workspace.manifest(name)
 
     survivors = ["upright.jpg", "clips/compliant.mp4"]
     for key in made:
@@ -222,7 +222,7 @@ def test_collapsed_listing_is_blocked_until_allowed(
     assert blocked.blocked_by is not None and "allow_collapse" in blocked.blocked_by
     # Nothing downstream ran: no tombstones, the manifest is untouched, one sync on record.
     assert workspace.query("SELECT count(*) FROM objects WHERE connection = $c AND deleted", {"c": name}) == [(0,)]
-    assert workspace.sync_home.manifest_path(name).read_text() == manifest_before
+    assert workspace.manifest(name) == manifest_before
     assert workspace.query("SELECT count(*) FROM syncs WHERE connection = $c", {"c": name}) == [(1,)]
 
     allowed = run_sync(name, dagster_instance, allow_collapse=True, log_level="WARNING")

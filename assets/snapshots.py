@@ -1,0 +1,112 @@
+"""The contract between the steps of a sync: what each hands to the next, and where it lives in the state store.
+
+Every step of a sync may run in another process, pod or machine than the one before it (a per-step executor, a
+re-execution from failure, the next day's sync), so the only way state passes is through the state store, under the
+keys named here, and the only record of what a listing saw is `ListingState`, written and read here alone.
+
+    snapshots/<connection>/listing.parquet     the media-eligible listing of the latest sync
+                           changes.parquet     that listing diffed against the baseline (new/changed/.../deleted)
+                           probes.parquet      facts and verdicts of every current object
+                           violations.parquet  the rule findings of those objects
+                           moves.parquet       moves recognised by content after probing
+                           state.json          ListingState: what the listing saw, and which run wrote it
+                           baseline.parquet    the listing of the last sync that reached the index
+                           baseline.json       BaselineState: that listing's fingerprint, for the change sensor
+                           checkpoint/part-*.parquet   probe results of a run still going (or killed)
+                           manifest.<run>.jsonl        a manifest staged until its run's sync is in the index
+    manifests/<connection>/manifest.jsonl      the published CVAT manifest
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from dagster import Failure
+from pydantic import BaseModel, Field
+
+from resources.state import StateStore
+
+
+class SnapshotKeys:
+    """The state-store keys of one connection."""
+
+    def __init__(self, connection: str) -> None:
+        self.connection = connection
+        self.prefix = f"snapshots/{connection}/"
+        self.listing = self.prefix + "listing.parquet"
+        self.changes = self.prefix + "changes.parquet"
+        self.probes = self.prefix + "probes.parquet"
+        self.violations = self.prefix + "violations.parquet"
+        self.moves = self.prefix + "moves.parquet"
+        self.state = self.prefix + "state.json"
+        self.baseline = self.prefix + "baseline.parquet"
+        self.baseline_state = self.prefix + "baseline.json"
+        self.checkpoint_prefix = self.prefix + "checkpoint/"
+        self.manifest_prefix = f"manifests/{connection}/"
+        self.manifest = self.manifest_prefix + "manifest.jsonl"
+
+    def staged_manifest(self, run_id: str) -> str:
+        return f"{self.prefix}manifest.{run_id}.jsonl"
+
+    def staged_run(self, key: str) -> str | None:
+        """The run id of a staged manifest key, or None when `key` is no staged manifest."""
+        name = key.removeprefix(self.prefix)
+        if "/" in name or not (name.startswith("manifest.") and name.endswith(".jsonl")):
+            return None
+        return name.removeprefix("manifest.").removesuffix(".jsonl")
+
+
+class ListingState(BaseModel):
+    """What `object_listing` saw in run `run_id`: every later step and check of the sync reads this, not the bucket."""
+
+    run_id: str
+    started_at: datetime
+    allow_collapse: bool = False
+    listed: int
+    new: int
+    changed: int
+    unchanged: int
+    deleted: int
+    moved: int
+    baseline_listed: int
+    bytes: int = 0
+    folder_markers: int = 0
+    filtered_out: int = 0
+    extensions: dict[str, int] = Field(default_factory=dict)
+    gaps: list[str] = Field(default_factory=list, description="folders the provider could not read")
+    kept_unread: int = Field(0, description="objects under those folders kept at their last known state")
+    fingerprint: tuple[int, int] = Field((0, 0), description="(count, digest) of the listing, see assets/listing")
+
+    def save(self, store: StateStore, connection: str) -> None:
+        store.write_bytes(SnapshotKeys(connection).state, self.model_dump_json(indent=2).encode())
+
+    @classmethod
+    def load(cls, store: StateStore, connection: str) -> ListingState | None:
+        raw = store.read_bytes(SnapshotKeys(connection).state)
+        return None if raw is None else cls.model_validate_json(raw)
+
+    @classmethod
+    def require(cls, store: StateStore, connection: str) -> ListingState:
+        """The state a later step of the sync needs; its absence means the listing step never ran here."""
+        state = cls.load(store, connection)
+        if state is None:
+            raise Failure(
+                f"connection '{connection}': no listing in the state store at {store.location}; "
+                "materialize object_listing first (or point BUCKET_SYNC_STATE at the store the listing used)"
+            )
+        return state
+
+
+class BaselineState(BaseModel):
+    """The run whose listing is the baseline, and that listing's fingerprint (so a sensor need not download it)."""
+
+    run_id: str
+    fingerprint: tuple[int, int]
+
+    @classmethod
+    def load(cls, store: StateStore, connection: str) -> BaselineState | None:
+        raw = store.read_bytes(SnapshotKeys(connection).baseline_state)
+        return None if raw is None else cls.model_validate_json(raw)
+
+    def save(self, store: StateStore, connection: str) -> None:
+        store.write_bytes(SnapshotKeys(connection).baseline_state, self.model_dump_json().encode())

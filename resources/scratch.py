@@ -1,0 +1,48 @@
+"""Local scratch files: the working copies a step makes in its scratch folder (resources/state.py).
+
+What a step writes locally is written under a temporary name and renamed into place, so a process killed half-way
+never leaves a truncated file that a later call could mistake for a whole one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it replaces `target` in one rename, on failure it vanishes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with tmp_path.open("rb+") as f:
+            os.fsync(f.fileno())
+        tmp_path.replace(target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def scratch_duckdb(spill_dir: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB session for work over Parquet snapshots, capped in memory and spilling to disk.
+
+    Diffs and plans join listings of tens of millions of keys; with DuckDB's default (80% of RAM) they would grow
+    with the bucket. The cap ($BUCKET_SYNC_DUCKDB_MEMORY, default 512MB) makes them spill to `spill_dir` instead,
+    so a sync's memory stays flat however large the bucket. Queries that need an order say ORDER BY.
+    """
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(
+        config={
+            "memory_limit": os.environ.get("BUCKET_SYNC_DUCKDB_MEMORY", "512MB"),
+            "temp_directory": str(spill_dir),
+            "preserve_insertion_order": False,
+        }
+    )
