@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +20,7 @@ from rich.table import Table
 
 from resources.bucket import ConnectionMisconfigured
 from resources.catalog import CatalogError, CatalogResource, Connection
-from resources.index import MediaIndex
+from resources.index import IndexUnavailable, MediaIndex
 from resources.providers import open_bucket
 from resources.secrets import scrub
 from resources.storage import SyncHome
@@ -34,10 +36,35 @@ err = Console(stderr=True, soft_wrap=True)
 
 EXIT_BLOCKED = 3
 
+#: How long `status`, `query` and the summary wait for a sync's write lock: a person at a terminal wants an answer
+#: (which process holds the index, and to retry) in seconds, not the two minutes a sync step waits for its turn.
+READER_LOCK_WAIT_S = 3.0
+
 
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {scrub(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def _reader_index() -> MediaIndex:
+    """The index as the CLI reads it: the same file the sync writes, with a reader's short patience for its lock."""
+    return MediaIndex(lock_timeout_s=READER_LOCK_WAIT_S)
+
+
+@contextmanager
+def _reading_index(index: MediaIndex) -> Iterator[None]:
+    """Turn an index that cannot be read (corrupt, locked, missing) into one line of advice instead of a traceback."""
+    import duckdb
+
+    try:
+        yield
+    except IndexUnavailable as exc:
+        _fail(str(exc))
+    except duckdb.Error as exc:  # a damaged block that only a query reaches, after the file opened
+        _fail(
+            f"the index at {index.file} could not be read ({exc}); if this persists, move it aside and run "
+            "`bucket-sync sync NAME --full` for each connection to rebuild it"
+        )
 
 
 def _connection(name: str) -> Connection:
@@ -71,7 +98,10 @@ def _print_summary(name: str) -> None:
     home = SyncHome()
     state_path = home.snapshot(name, "state")
     markers = json.loads(state_path.read_text()).get("folder_markers", 0) if state_path.exists() else 0
-    out.print(sync_summary(name, MediaIndex(), home, folder_markers=markers).render(), highlight=False)
+    index = _reader_index()
+    with _reading_index(index):
+        summary = sync_summary(name, index, home, folder_markers=markers).render()
+    out.print(summary, highlight=False)
 
 
 @app.command()
@@ -157,7 +187,9 @@ def status() -> None:
     """Every indexed connection with its last sync, object counts and violations."""
     from pipelines.summary import status_rows
 
-    rows = status_rows(MediaIndex())
+    index = _reader_index()
+    with _reading_index(index):
+        rows = status_rows(index)
     if not rows:
         out.print("nothing indexed yet: run `bucket-sync sync NAME` (or `bucket-sync demo`)")
         return
@@ -184,12 +216,12 @@ def status() -> None:
 @app.command()
 def query(sql: str) -> None:
     """Run a read-only SQL query against the index and print the result."""
-    index = MediaIndex()
+    index = _reader_index()
     if not index.file.exists():
         _fail(f"no index at {index.file} yet: run a sync first")
     import duckdb
 
-    with index.connect(read_only=True) as con:
+    with _reading_index(index), index.connect(read_only=True) as con:
         try:
             out.print(str(con.sql(sql)), highlight=False, markup=False)
         except duckdb.Error as exc:
