@@ -213,19 +213,34 @@ def status() -> None:
     out.print(table)
 
 
-@app.command()
-def query(sql: str) -> None:
-    """Run a read-only SQL query against the index and print the result."""
-    index = _reader_index()
-    if not index.file.exists():
-        _fail(f"no index at {index.file} yet: run a sync first")
+def _refused(exc: Exception) -> bool:
+    """Whether DuckDB stopped the query for reaching past the index (files, network, settings), not for a mistake."""
     import duckdb
 
-    with _reading_index(index), index.connect(read_only=True) as con:
+    text = str(exc)
+    return isinstance(exc, duckdb.PermissionException) or any(
+        reason in text for reason in ("the configuration has been locked", "attached in read-only mode")
+    )
+
+
+@app.command()
+def query(sql: str) -> None:
+    """Run SQL against the index and print the result; it can read the index and nothing else.
+
+    The connection is read-only and sandboxed (MediaIndex.connect_untrusted): no file or network access, no ATTACH,
+    no extensions, settings locked. A query that tries is refused with exit code 2 and the index is left untouched.
+    """
+    import duckdb
+
+    index = _reader_index()
+    with _reading_index(index), index.connect_untrusted() as con:
         try:
-            out.print(str(con.sql(sql)), highlight=False, markup=False)
+            result = con.sql(sql)
+            text = "" if result is None else str(result)
         except duckdb.Error as exc:
-            _fail(f"query failed: {exc}")
+            _fail(f"query {'refused' if _refused(exc) else 'failed'}: {exc}")
+    if text:
+        out.print(text, highlight=False, markup=False)
 
 
 def main() -> None:

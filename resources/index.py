@@ -153,6 +153,18 @@ class IndexLocked(IndexUnavailable):
     """Another process holds the file's write lock for longer than this reader was willing to wait."""
 
 
+# Settings for SQL that a person types (`bucket-sync query`): with them a connection can read the index it opened and
+# nothing else. No file or network access (so no COPY TO, read_text/read_csv of other files, ATTACH of another
+# database, EXPORT), no installing or loading extensions (not even known ones, not even automatically), and the
+# configuration locked so that the SQL cannot SET any of it back.
+UNTRUSTED_SQL_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,
+}
+
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 
 
@@ -179,6 +191,22 @@ class MediaIndex(ConfigurableResource):
         try:
             if not read_only:
                 con.execute(SCHEMA)
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def connect_untrusted(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the index read-only for SQL a person typed: it can read the index's tables and nothing else.
+
+        Read-only alone still lets SQL write any file (`COPY ... TO`), read any file (`read_text`), ATTACH other
+        databases and fetch extensions from the network; UNTRUSTED_SQL_CONFIG takes those away for this connection.
+        """
+        path = self.file
+        if not path.exists():
+            raise IndexUnavailable(f"no index at {path} yet: run `bucket-sync sync NAME` first")
+        con = self._open(read_only=True, config=UNTRUSTED_SQL_CONFIG)
+        try:
             yield con
         finally:
             con.close()
