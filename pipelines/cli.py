@@ -17,7 +17,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from pipelines.terminal import plain, printable
 from resources.bucket import ConnectionMisconfigured
 from resources.catalog import CatalogError, CatalogResource, Connection
 from resources.index import IndexUnavailable, MediaIndex
@@ -41,8 +43,9 @@ EXIT_BLOCKED = 3
 READER_LOCK_WAIT_S = 3.0
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {scrub(message)}", highlight=False)
+def _fail(message: str, code: int = 2, *, multiline: bool = False) -> None:
+    """Print one error and exit; the message is escaped, since keys, SQL and provider errors land in it."""
+    err.print(f"[bold red]error:[/] {plain(scrub(message), multiline=multiline)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -85,10 +88,11 @@ def _sync(name: str, *, full: bool = False, allow_collapse: bool = False, quiet:
         name, local_instance(), full=full, allow_collapse=allow_collapse, log_level="WARNING" if quiet else "INFO"
     )
     if outcome.blocked_by:
-        err.print(f"[bold red]blocked:[/] {outcome.blocked_by}", highlight=False)
+        err.print(f"[bold red]blocked:[/] {plain(scrub(outcome.blocked_by))}", highlight=False)
         return False
     if not outcome.ok:
-        _fail(f"sync of '{name}' failed (run {outcome.result.run_id}):\n" + "\n".join(outcome.failures))
+        failures = (printable(failure, multiline=True) for failure in outcome.failures)
+        _fail(f"sync of '{name}' failed (run {outcome.result.run_id}):\n" + "\n".join(failures), multiline=True)
     return True
 
 
@@ -101,7 +105,7 @@ def _print_summary(name: str) -> None:
     index = _reader_index()
     with _reading_index(index):
         summary = sync_summary(name, index, home, folder_markers=markers).render()
-    out.print(summary, highlight=False)
+    out.print(printable(summary, multiline=True), highlight=False, markup=False)
 
 
 @app.command()
@@ -114,7 +118,7 @@ def demo() -> None:
     root = root if root.is_absolute() else Path(conn.base_dir) / root
     if not root.exists() or not any(root.iterdir()):
         written = write_demo_dataset(root)
-        out.print(f"wrote the demo dataset: {len(written)} objects in {root}")
+        out.print(f"wrote the demo dataset: {len(written)} objects in {printable(str(root))}", markup=False)
     if _sync("demo", quiet=True):
         _print_summary("demo")
         out.print("Open the Dagster UI on the same instance with: make ui")
@@ -158,10 +162,11 @@ def preview(name: str, as_json: Annotated[bool, typer.Option("--json")] = False)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    out.print(f"[bold]{name}[/]: {report['objects']} objects, {report['bytes']:,} bytes", highlight=False)
-    out.print("by extension: " + ", ".join(f"{e} {n}" for e, n in report["extensions"].items()), highlight=False)
+    out.print(f"[bold]{plain(name)}[/]: {report['objects']} objects, {report['bytes']:,} bytes", highlight=False)
+    extensions = ", ".join(f"{printable(e)} {n}" for e, n in report["extensions"].items())
+    out.print(f"by extension: {extensions}", highlight=False, markup=False)
     for key in report["sample_keys"]:
-        out.print(f"  {key}", highlight=False, markup=False)
+        out.print(f"  {printable(key)}", highlight=False, markup=False)
 
 
 @app.command("test")
@@ -176,9 +181,9 @@ def test_connection(name: str, as_json: Annotated[bool, typer.Option("--json")] 
     else:
         colour = "green" if outcome.ok else "red"
         out.print(f"[bold {colour}]{outcome.status.value}[/] {name} ({outcome.provider})", highlight=False)
-        out.print(f"  {scrub(outcome.detail)}", highlight=False, markup=False)
+        out.print(f"  {printable(scrub(outcome.detail))}", highlight=False, markup=False)
         if outcome.remedy:
-            out.print(f"  what to do: {scrub(outcome.remedy)}", highlight=False, markup=False)
+            out.print(f"  what to do: {printable(scrub(outcome.remedy))}", highlight=False, markup=False)
     raise typer.Exit(0 if outcome.ok else 1)
 
 
@@ -199,17 +204,10 @@ def status() -> None:
     for r in rows:
         name = r["name"] + (" (detached)" if r["detached"] else "")
         last = r["last_synced"].strftime("%Y-%m-%d %H:%M:%S") if r["last_synced"] else "never"
-        table.add_row(
-            name,
-            r["provider"],
-            r["location"],
-            r["profile"],
-            last,
-            str(r["objects"]),
-            str(r["deleted"]),
-            str(r["accepted"]),
-            str(r["violations"]),
-        )
+        cells = [name, r["provider"], r["location"], r["profile"], last]
+        counts = [r["objects"], r["deleted"], r["accepted"], r["violations"]]
+        # Text cells: a str cell would be parsed as rich markup, and the index's values are data, not styling.
+        table.add_row(*(Text(printable(str(cell))) for cell in [*cells, *counts]))
     out.print(table)
 
 
@@ -240,7 +238,7 @@ def query(sql: str) -> None:
         except duckdb.Error as exc:
             _fail(f"query {'refused' if _refused(exc) else 'failed'}: {exc}")
     if text:
-        out.print(text, highlight=False, markup=False)
+        out.print(printable(text, multiline=True), highlight=False, markup=False)
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
-"""`bucket-sync` facing hostile input: SQL that reaches past the index, and an index that is corrupt or held by
-another process.
+"""`bucket-sync` facing hostile input: SQL that reaches past the index, keys that are terminal commands, and an index
+that is corrupt or held by another process.
 
 One real sync (a subprocess, as a person runs it) builds the index once for the module; the many attacks then run
 through the same typer app in process (CliRunner), which is the real CLI without paying a process start per case.
@@ -219,3 +219,56 @@ def test_query_refuses_to_reach_past_the_index(indexed: Synced, attack: str) -> 
     assert digest(indexed.index) == before, "the index must stay byte-identical"
     made_after = {*indexed.tmp.iterdir(), *indexed.index.parent.iterdir()}
     assert made_after == made_before, "no file may be written, beside the index or anywhere else we can see"
+
+
+# --- 16: what reaches the terminal is escaped ------------------------------------------------------------------------
+
+
+def assert_no_raw_controls(text: str) -> None:
+    leaked = [c for c in RAW_CONTROLS if c in text]
+    assert not leaked, f"raw control characters reached the terminal: {leaked!r} in {text!r}"
+
+
+def test_preview_escapes_keys(indexed: Synced) -> None:
+    done = invoke(indexed.env, "preview", "disk")
+    assert done.exit_code == 0, done.stderr
+    assert_no_raw_controls(done.stdout)
+    assert "evil\\x1b[2J\\x1b[31mred\\x07\\x0d\\x9b6n\\u202egpj.exe.jpg" in done.stdout
+
+
+def test_preview_json_is_escaped_by_json_itself(indexed: Synced) -> None:
+    import json
+
+    done = invoke(indexed.env, "preview", "disk", "--json")
+    assert done.exit_code == 0, done.stderr
+    assert_no_raw_controls(done.stdout)
+    assert HOSTILE_KEY in json.loads(done.stdout)["sample_keys"], "JSON keeps the exact key, escaped as JSON"
+
+
+def test_query_escapes_values(indexed: Synced) -> None:
+    done = invoke(indexed.env, "query", "SELECT key FROM objects WHERE key LIKE 'evil%'")
+    assert done.exit_code == 0, done.stderr
+    assert_no_raw_controls(done.stdout)
+    assert "\\x9b6n\\u202egpj.exe.jpg" in done.stdout
+    assert done.stdout.count("\n") >= 4, "a result table keeps its line breaks"
+
+
+def test_query_error_messages_are_escaped(indexed: Synced) -> None:
+    done = invoke(indexed.env, "query", "SELECT CAST(key AS INTEGER) FROM objects WHERE key LIKE 'evil%'")
+    assert done.exit_code == 2
+    assert done.stderr.startswith("error: query failed: ")
+    assert_no_raw_controls(done.stderr)
+
+
+def test_status_escapes_locations(indexed: Synced) -> None:
+    done = invoke(indexed.env, "status")
+    assert done.exit_code == 0, done.stderr
+    assert_no_raw_controls(done.stdout)
+    assert "bucket\\x1b]0;owned\\x07\\u202e" in done.stdout
+
+
+def test_sync_summary_escapes_paths(indexed: Synced) -> None:
+    """The summary prints the manifest and index paths, and here the home folder that holds both is hostile."""
+    assert "objects listed : 2" in indexed.sync_stdout
+    assert_no_raw_controls(indexed.sync_stdout)
+    assert "home\\x1b[2J\\x9b\\u202e" in indexed.sync_stdout
