@@ -9,16 +9,20 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from pipelines.terminal import plain, printable
 from resources.bucket import ConnectionMisconfigured
 from resources.catalog import CatalogError, CatalogResource, Connection
-from resources.index import MediaIndex
+from resources.index import IndexUnavailable, MediaIndex
 from resources.providers import open_bucket
 from resources.secrets import scrub
 from resources.state import StateStore
@@ -34,10 +38,36 @@ err = Console(stderr=True, soft_wrap=True)
 
 EXIT_BLOCKED = 3
 
+#: How long `status`, `query` and the summary wait for a sync's write lock: a person at a terminal wants an answer
+#: (which process holds the index, and to retry) in seconds, not the two minutes a sync step waits for its turn.
+READER_LOCK_WAIT_S = 3.0
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {scrub(message)}", highlight=False)
+
+def _fail(message: str, code: int = 2, *, multiline: bool = False) -> None:
+    """Print one error and exit; the message is escaped, since keys, SQL and provider errors land in it."""
+    err.print(f"[bold red]error:[/] {plain(scrub(message), multiline=multiline)}", highlight=False)
     raise typer.Exit(code)
+
+
+def _reader_index() -> MediaIndex:
+    """The index as the CLI reads it: the same file the sync writes, with a reader's short patience for its lock."""
+    return MediaIndex(lock_timeout_s=READER_LOCK_WAIT_S)
+
+
+@contextmanager
+def _reading_index(index: MediaIndex) -> Iterator[None]:
+    """Turn an index that cannot be read (corrupt, locked, missing) into one line of advice instead of a traceback."""
+    import duckdb
+
+    try:
+        yield
+    except IndexUnavailable as exc:
+        _fail(str(exc))
+    except duckdb.Error as exc:  # a damaged block that only a query reaches, after the file opened
+        _fail(
+            f"the index at {index.file} could not be read ({exc}); if this persists, move it aside and run "
+            "`bucket-sync sync NAME --full` for each connection to rebuild it"
+        )
 
 
 def _connection(name: str) -> Connection:
@@ -58,10 +88,11 @@ def _sync(name: str, *, full: bool = False, allow_collapse: bool = False, quiet:
         name, local_instance(), full=full, allow_collapse=allow_collapse, log_level="WARNING" if quiet else "INFO"
     )
     if outcome.blocked_by:
-        err.print(f"[bold red]blocked:[/] {outcome.blocked_by}", highlight=False)
+        err.print(f"[bold red]blocked:[/] {plain(scrub(outcome.blocked_by))}", highlight=False)
         return False
     if not outcome.ok:
-        _fail(f"sync of '{name}' failed (run {outcome.result.run_id}):\n" + "\n".join(outcome.failures))
+        failures = (printable(failure, multiline=True) for failure in outcome.failures)
+        _fail(f"sync of '{name}' failed (run {outcome.result.run_id}):\n" + "\n".join(failures), multiline=True)
     return True
 
 
@@ -72,7 +103,10 @@ def _print_summary(name: str) -> None:
     store = StateStore()
     state = ListingState.load(store, name)
     markers = state.folder_markers if state else 0
-    out.print(sync_summary(name, MediaIndex(), store, folder_markers=markers).render(), highlight=False)
+    index = _reader_index()
+    with _reading_index(index):
+        summary = sync_summary(name, index, store, folder_markers=markers).render()
+    out.print(printable(summary, multiline=True), highlight=False, markup=False)
 
 
 @app.command()
@@ -85,7 +119,7 @@ def demo() -> None:
     root = root if root.is_absolute() else Path(conn.base_dir) / root
     if not root.exists() or not any(root.iterdir()):
         written = write_demo_dataset(root)
-        out.print(f"wrote the demo dataset: {len(written)} objects in {root}")
+        out.print(f"wrote the demo dataset: {len(written)} objects in {printable(str(root))}", markup=False)
     if _sync("demo", quiet=True):
         _print_summary("demo")
         out.print("Open the Dagster UI on the same instance with: make ui")
@@ -129,10 +163,11 @@ def preview(name: str, as_json: Annotated[bool, typer.Option("--json")] = False)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    out.print(f"[bold]{name}[/]: {report['objects']} objects, {report['bytes']:,} bytes", highlight=False)
-    out.print("by extension: " + ", ".join(f"{e} {n}" for e, n in report["extensions"].items()), highlight=False)
+    out.print(f"[bold]{plain(name)}[/]: {report['objects']} objects, {report['bytes']:,} bytes", highlight=False)
+    extensions = ", ".join(f"{printable(e)} {n}" for e, n in report["extensions"].items())
+    out.print(f"by extension: {extensions}", highlight=False, markup=False)
     for key in report["sample_keys"]:
-        out.print(f"  {key}", highlight=False, markup=False)
+        out.print(f"  {printable(key)}", highlight=False, markup=False)
 
 
 @app.command("test")
@@ -147,9 +182,9 @@ def test_connection(name: str, as_json: Annotated[bool, typer.Option("--json")] 
     else:
         colour = "green" if outcome.ok else "red"
         out.print(f"[bold {colour}]{outcome.status.value}[/] {name} ({outcome.provider})", highlight=False)
-        out.print(f"  {scrub(outcome.detail)}", highlight=False, markup=False)
+        out.print(f"  {printable(scrub(outcome.detail))}", highlight=False, markup=False)
         if outcome.remedy:
-            out.print(f"  what to do: {scrub(outcome.remedy)}", highlight=False, markup=False)
+            out.print(f"  what to do: {printable(scrub(outcome.remedy))}", highlight=False, markup=False)
     raise typer.Exit(0 if outcome.ok else 1)
 
 
@@ -158,7 +193,9 @@ def status() -> None:
     """Every indexed connection with its last sync, object counts and violations."""
     from pipelines.summary import status_rows
 
-    rows = status_rows(MediaIndex())
+    index = _reader_index()
+    with _reading_index(index):
+        rows = status_rows(index)
     if not rows:
         out.print("nothing indexed yet: run `bucket-sync sync NAME` (or `bucket-sync demo`)")
         return
@@ -168,33 +205,41 @@ def status() -> None:
     for r in rows:
         name = r["name"] + (" (detached)" if r["detached"] else "")
         last = r["last_synced"].strftime("%Y-%m-%d %H:%M:%S") if r["last_synced"] else "never"
-        table.add_row(
-            name,
-            r["provider"],
-            r["location"],
-            r["profile"],
-            last,
-            str(r["objects"]),
-            str(r["deleted"]),
-            str(r["accepted"]),
-            str(r["violations"]),
-        )
+        cells = [name, r["provider"], r["location"], r["profile"], last]
+        counts = [r["objects"], r["deleted"], r["accepted"], r["violations"]]
+        # Text cells: a str cell would be parsed as rich markup, and the index's values are data, not styling.
+        table.add_row(*(Text(printable(str(cell))) for cell in [*cells, *counts]))
     out.print(table)
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether DuckDB stopped the query for reaching past the index (files, network, settings), not for a mistake."""
+    import duckdb
+
+    text = str(exc)
+    return isinstance(exc, duckdb.PermissionException) or any(
+        reason in text for reason in ("the configuration has been locked", "attached in read-only mode")
+    )
 
 
 @app.command()
 def query(sql: str) -> None:
-    """Run a read-only SQL query against the index and print the result."""
-    index = MediaIndex()
-    if not index.file.exists():
-        _fail(f"no index at {index.file} yet: run a sync first")
+    """Run SQL against the index and print the result; it can read the index and nothing else.
+
+    The connection is read-only and sandboxed (MediaIndex.connect_untrusted): no file or network access, no ATTACH,
+    no extensions, settings locked. A query that tries is refused with exit code 2 and the index is left untouched.
+    """
     import duckdb
 
-    with index.connect(read_only=True) as con:
+    index = _reader_index()
+    with _reading_index(index), index.connect_untrusted() as con:
         try:
-            out.print(str(con.sql(sql)), highlight=False, markup=False)
+            result = con.sql(sql)
+            text = "" if result is None else str(result)
         except duckdb.Error as exc:
-            _fail(f"query failed: {exc}")
+            _fail(f"query {'refused' if _refused(exc) else 'failed'}: {exc}")
+    if text:
+        out.print(printable(text, multiline=True), highlight=False, markup=False)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ retry below covers a second process that opens the file anyway (the CLI's `statu
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -200,6 +201,33 @@ def default_index_path() -> str:
     return str(Path(default_home()) / "index.duckdb")
 
 
+class IndexUnavailable(Exception):
+    """The index file cannot be opened; the message names the file and what a person should do about it."""
+
+
+class IndexUnreadable(IndexUnavailable):
+    """The file is not a DuckDB database DuckDB can read: truncated, overwritten or corrupt."""
+
+
+class IndexLocked(IndexUnavailable):
+    """Another process holds the file's write lock for longer than this reader was willing to wait."""
+
+
+# Settings for SQL that a person types (`bucket-sync query`): with them a connection can read the index it opened and
+# nothing else. No file or network access (so no COPY TO, read_text/read_csv of other files, ATTACH of another
+# database, EXPORT), no installing or loading extensions (not even known ones, not even automatically), and the
+# configuration locked so that the SQL cannot SET any of it back.
+UNTRUSTED_SQL_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,
+}
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
 class MediaIndex(ConfigurableResource):
     """The DuckDB index file, opened briefly per write so other readers get their turn."""
 
@@ -217,24 +245,68 @@ class MediaIndex(ConfigurableResource):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the index, waiting out another process's lock instead of failing the step."""
+        """Open the index, waiting out another process's lock instead of failing the step.
+
+        Raises IndexUnavailable (never a bare DuckDB error) when the file is corrupt or stays locked past
+        `lock_timeout_s`, so every caller can tell a person which file is at fault and what to do.
+        """
         path = self.file
         path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout_s
-        while True:
-            try:
-                con = duckdb.connect(str(path), read_only=read_only and path.exists())
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        con = self._open(read_only=read_only and path.exists())
         try:
             if not read_only:
                 con.execute(SCHEMA)
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def connect_untrusted(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the index read-only for SQL a person typed: it can read the index's tables and nothing else.
+
+        Read-only alone still lets SQL write any file (`COPY ... TO`), read any file (`read_text`), ATTACH other
+        databases and fetch extensions from the network; UNTRUSTED_SQL_CONFIG takes those away for this connection.
+        """
+        path = self.file
+        if not path.exists():
+            raise IndexUnavailable(f"no index at {path} yet: run `bucket-sync sync NAME` first")
+        con = self._open(read_only=True, config=UNTRUSTED_SQL_CONFIG)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _open(
+        self, *, read_only: bool, config: dict[str, str | bool | int | float | list[str]] | None = None
+    ) -> duckdb.DuckDBPyConnection:
+        """duckdb.connect, retrying while another process holds the lock, with failures turned into advice."""
+        path = self.file
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                return duckdb.connect(str(path), read_only=read_only, config=config or {})
+            except duckdb.ConnectionException:
+                raise  # this process misused DuckDB (e.g. two configurations at once): a bug, not the file's fault
+            except duckdb.Error as exc:
+                detail = str(exc)
+                if "permission denied" in detail.lower():
+                    raise IndexUnavailable(
+                        f"the index at {path} cannot be opened ({detail}); give this user read and write access "
+                        "to it and to its folder"
+                    ) from exc
+                if "could not set lock" not in detail.lower():
+                    raise IndexUnreadable(
+                        f"the index at {path} is not a readable DuckDB file ({detail}); move it aside and run "
+                        "`bucket-sync sync NAME --full` for each connection to rebuild it"
+                    ) from exc
+                if time.monotonic() > deadline:
+                    holder = _LOCK_HOLDER.search(detail)
+                    who = f"{holder['program']}, PID {holder['pid']}" if holder else "another process"
+                    raise IndexLocked(
+                        f"the index at {path} is locked by another process ({who}), most likely a sync writing "
+                        f"it; waited {self.lock_timeout_s:g}s; retry when that sync finishes"
+                    ) from exc
+                time.sleep(0.2)
 
     def record_connection(self, con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
         con.execute(
