@@ -90,8 +90,22 @@ class ProbeConfig(Config):
 
 
 def probe_object(bucket: Bucket, key: str, size: int, etag: str | None) -> MediaFacts:
-    """Facts for one object from a few ranged reads. Never raises: a bad object becomes an error fact."""
-    reader = RangeReader(lambda start, end: bucket.read_range(key, start, end, etag), size)
+    """Facts for one object from a few ranged reads. Never raises: a bad object becomes an error fact.
+
+    An object that can never be read (ObjectUnreadable) becomes media's UnreadableObject, which the reader passes
+    through unwrapped: its error is a verdict on the file, not a "read failed" that every sync would retry.
+    """
+    # Imported here so this fix stays one hunk of this function while the rest of the module is edited in parallel.
+    from media.ranges import UnreadableObject
+    from resources.bucket import ObjectUnreadable
+
+    def fetch(start: int, end: int) -> bytes:
+        try:
+            return bucket.read_range(key, start, end, etag)
+        except ObjectUnreadable as exc:
+            raise UnreadableObject(str(exc)) from exc
+
+    reader = RangeReader(fetch, size)
     return probe(reader, extension=PurePosixPath(key).suffix.lower() or None)
 
 

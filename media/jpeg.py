@@ -18,6 +18,12 @@ _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 _MODES = {1: "L", 3: "RGB", 4: "CMYK"}
 _EXIF_ID = b"Exif\x00\x00"
 _XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
+#: 0xFF fill bytes allowed before one marker. The standard allows any number, encoders write none or a few; a
+#: longer run is garbage, and walking it byte by byte is how a tiny file used to cost tens of seconds of CPU.
+MAX_FILL = 4096
+#: Marker segments allowed before the frame header. Real files have tens (hundreds with a split ICC profile);
+#: each costs two reads, so this bounds the walk of a file made of empty segments.
+MAX_SEGMENTS = 4096
 # A tail this long answers "does the file end with EOI?" even with padding after it, in one small request.
 _TAIL = 32
 
@@ -27,15 +33,21 @@ def probe_jpeg(reader: RangeReader, facts: MediaFacts) -> None:
     pos = 2
     exif: bytes | None = None
     appended_media = False
+    segments = 0
     while True:
+        segments += 1
+        if segments > MAX_SEGMENTS:
+            raise ProbeError(
+                f"malformed JPEG: more than {MAX_SEGMENTS} marker segments before the frame header (at offset {pos})"
+            )
         marker = reader.read_at(pos, 2)
         if len(marker) < 2:
             raise ProbeError("truncated JPEG: no SOF marker before end of file")
         if marker[0] != 0xFF:
             raise ProbeError(f"malformed JPEG: expected a marker at offset {pos}, found byte 0x{marker[0]:02x}")
         code = marker[1]
-        if code == 0xFF:  # fill byte before a marker
-            pos += 1
+        if code == 0xFF:  # fill bytes before a marker: skip the whole run at once
+            pos = _skip_fill(reader, pos)
             continue
         if code in _STANDALONE:
             pos += 2
@@ -67,6 +79,23 @@ def probe_jpeg(reader: RangeReader, facts: MediaFacts) -> None:
         pos += 2 + length
     if not appended_media:
         _check_end(reader)
+
+
+def _skip_fill(reader: RangeReader, pos: int) -> int:
+    """Offset of the last 0xFF of the fill run that starts at `pos`, where the marker is then read.
+
+    One read and one C-level strip per run, never a read per byte; a run longer than MAX_FILL is refused.
+    """
+    window = reader.read_at(pos, MAX_FILL + 2)
+    run = len(window) - len(window.lstrip(b"\xff"))
+    if run == len(window):
+        if len(window) < MAX_FILL + 2:
+            raise ProbeError("truncated JPEG: no SOF marker before end of file")
+        raise ProbeError(
+            f"malformed JPEG: more than {MAX_FILL} fill bytes (0xFF) from offset {pos}; a marker should follow within"
+            " a few"
+        )
+    return pos + run - 1
 
 
 def _apply_sof(facts: MediaFacts, sof: bytes, orientation: int | None) -> None:

@@ -24,6 +24,23 @@ class ProbeBudgetExceeded(ProbeError):
     """Reading on would pass the reader's byte budget; raised instead of downloading a large object."""
 
 
+class ProbeWorkExceeded(ProbeBudgetExceeded):
+    """The parser asked for more reads, or more bytes in total, than any real file needs; raised to stop it.
+
+    The byte budget bounds what is fetched, not what parsers do with it: a file of millions of tiny blocks (PNG
+    chunks, GIF sub-blocks) or a structure that points back at the same bytes again and again makes a parser call
+    `read_at` millions of times on cached bytes, seconds of CPU per object with no request to stop it. Bounding
+    the calls and the bytes served bounds every parser's work, including Pillow's, whatever its own loops do.
+    """
+
+
+class UnreadableObject(ProbeError):
+    """Raised by a fetch callable: the object can never be read as it stands (not a regular file, a name that
+    is not valid UTF-8), so the reader lets it through unwrapped and the probe records a verdict on the object,
+    not a transient "read failed" that the next sync would retry forever.
+    """
+
+
 class RangeReadError(Exception):
     """The underlying fetch failed or returned the wrong number of bytes.
 
@@ -44,6 +61,13 @@ class ProbeDeadlineExceeded(RangeReadError):
 #: request's retries and never stalls a sync.
 DEFAULT_DEADLINE_S = 120.0
 
+#: `read_at` calls one probe may make. A real header is read in tens of calls (hundreds for a TIFF with many
+#: tags); each call costs microseconds, so this caps a hostile file at a fraction of a second of CPU.
+MAX_READS = 50_000
+#: Bytes `read_at` may hand out in total, cached or not: four times the fetch budget leaves room for parsers
+#: that re-read a header, and none for one that reads the same megabytes thousands of times.
+MAX_SERVED = 32 * 1024 * 1024
+
 
 class RangeReader:
     """Serve `read_at(offset, length)` from as few ranged fetches as the policy allows, caching what was
@@ -62,6 +86,8 @@ class RangeReader:
         grow_slack: int = 16 * 1024,
         deadline_s: float | None = DEFAULT_DEADLINE_S,
         clock: Callable[[], float] = time.monotonic,
+        max_reads: int = MAX_READS,
+        max_served: int = MAX_SERVED,
     ) -> None:
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
@@ -76,6 +102,8 @@ class RangeReader:
         self._grow_slack = grow_slack
         self._deadline_s = deadline_s
         self._clock = clock
+        self._max_reads = max_reads
+        self._max_served = max_served
         self._started: float | None = None  # the clock starts at the first request, not at construction
         self._head_done = False
         self._grow_done = False
@@ -84,6 +112,9 @@ class RangeReader:
         self._chunks: list[bytes] = []
         self.bytes_read = 0
         self.requests = 0
+        #: `read_at` calls and the bytes they returned: the parsers' work, which the fetch budget does not bound.
+        self.reads = 0
+        self.bytes_served = 0
 
     @classmethod
     def from_bytes(cls, data: bytes, **policy: int) -> RangeReader:
@@ -107,10 +138,22 @@ class RangeReader:
         """
         if offset < 0 or length < 0:
             raise ValueError(f"negative offset or length: {offset}, {length}")
+        self.reads += 1
+        if self.reads > self._max_reads:
+            raise ProbeWorkExceeded(
+                f"parser made more than {self._max_reads} reads (the last at offset {offset}): a structure of "
+                "this many tiny blocks is not a real file"
+            )
         start = min(offset, self._size)
         end = min(offset + length, self._size)
         if start >= end:
             return b""
+        self.bytes_served += end - start
+        if self.bytes_served > self._max_served:
+            raise ProbeWorkExceeded(
+                f"parser asked for more than {self._max_served} bytes in total (the last {end - start} at offset "
+                f"{start}): the file makes it read the same bytes over and over"
+            )
         self._ensure(start, end, exact=exact)
         return self._slice(start, end)
 
@@ -175,6 +218,8 @@ class RangeReader:
         self._check_deadline(start, end)
         try:
             data = self._fetch(start, end)
+        except UnreadableObject:
+            raise
         except Exception as exc:
             raise RangeReadError(f"read failed for bytes {start}-{end}: {type(exc).__name__}: {exc}") from exc
         self.requests += 1

@@ -17,6 +17,9 @@ _VP8X_EXIF = 0x08
 # Chunk headers walked looking for EXIF before giving up: real files have a handful (ICCP, ANIM, ALPH, VP8,
 # XMP).
 _MAX_CHUNKS = 1000
+# The orientation sits in IFD0, at the start of the EXIF block: read no more than JPEG's APP1 can hold, however
+# large the chunk claims to be, so a hostile size cannot make Pillow's EXIF parser walk megabytes.
+_MAX_EXIF = 64 * 1024
 
 
 def sniff(head: bytes) -> bool:
@@ -72,7 +75,7 @@ def _find_exif_orientation(reader: RangeReader, end: int) -> int | None:
         header = reader.read_at(pos, 8)
         size = int.from_bytes(header[4:8], "little")
         if header[0:4] == b"EXIF":
-            raw = reader.read_at(pos + 8, size)
+            raw = reader.read_at(pos + 8, min(size, _MAX_EXIF))
             return orientation_from_exif(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw)
         pos += 8 + size + (size & 1)  # chunks are padded to an even length
     return None

@@ -132,6 +132,15 @@ class ObjectChanged(BucketError):
     """The object was overwritten between listing and probe: its etag no longer matches the listing."""
 
 
+class ObjectUnreadable(BucketError):
+    """The object exists but can never be read as it stands: not a regular file, a name that is not valid UTF-8;
+    retrying will not help.
+
+    The message is a verdict on the object, recorded as its error fact (without the "read failed" prefix), so it is
+    not re-read on every sync and a person knows what to fix.
+    """
+
+
 @runtime_checkable
 class Bucket(Protocol):
     """What the assets need from a connection. Every provider resource implements it."""
@@ -159,7 +168,16 @@ class Bucket(Protocol):
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         """Bytes [start, end) of `key`. With `etag`, raise ObjectChanged if the object no longer has it.
 
-        Raises ObjectGone when the key no longer exists.
+        Raises ObjectGone when the key no longer exists, ObjectUnreadable when it exists but can never be read.
+        """
+        ...
+
+    def listing_gaps(self) -> list[str]:
+        """Prefixes (ending in "/") the last complete listing could not read, so their objects are missing from it.
+
+        Call it after `iter_listing` is exhausted. The listing asset keeps what it last knew under these prefixes
+        instead of tombstoning them. Cloud providers fail the whole listing instead of skipping part of it, so
+        theirs is always empty; the local provider reports folders it had no permission to read.
         """
         ...
 
@@ -210,10 +228,6 @@ class PagedListing:
     def _pages(self, prefix: str, page_size: int, token: str | None) -> Iterator[tuple[pa.RecordBatch, str | None]]:
         raise NotImplementedError
 
-    def listing_gaps(self) -> list[str]:
-        """Folders the last listing could not read (none: a provider that cannot list part fails the listing)."""
-        return []
-
     def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
         for batch, _ in self._pages(prefix, page_size, None):
             if batch.num_rows:
@@ -223,6 +237,10 @@ class PagedListing:
         for batch, next_token in self._pages(prefix, page_size, token):
             return batch, next_token
         return batch_from_rows([]), None
+
+    def listing_gaps(self) -> list[str]:
+        """Always empty: an object store's listing either completes or fails as a whole (ListingFailed)."""
+        return []
 
 
 def batch_from_rows(rows: list[dict[str, object]]) -> pa.RecordBatch:

@@ -7,11 +7,12 @@ import struct
 import zlib
 
 import pytest
+from PIL import Image
 
 from media import synth
 from media.facts import MediaFacts
 from media.probe import READ_FAILED, probe
-from media.ranges import RangeReader
+from media.ranges import ProbeWorkExceeded, RangeReader
 
 KIB = 1024
 
@@ -257,3 +258,100 @@ def test_fetch_failure_is_recorded_as_a_read_failure() -> None:
     assert facts.error is not None
     assert facts.error.startswith(READ_FAILED)
     assert "TimeoutError: slow bucket" in facts.error
+
+
+# -- work bounded by the bytes given: no per-byte Python loop, no loop that runs on cached bytes forever ----------
+
+
+def counted_probe(data: bytes, **policy: int) -> tuple[MediaFacts, RangeReader]:
+    reader = RangeReader.from_bytes(data, **policy)
+    return probe(reader), reader
+
+
+def test_jpeg_long_fill_run_is_refused_in_one_read() -> None:
+    # SOI then 8 MiB of 0xFF: every byte is a legal-looking fill byte; this used to cost one read per byte (~40 s).
+    facts, reader = counted_probe(b"\xff\xd8" + b"\xff" * (8 * 1024 * KIB))
+    assert facts.error == (
+        "malformed JPEG: more than 4096 fill bytes (0xFF) from offset 2; a marker should follow within a few"
+    )
+    assert (facts.bytes_read, facts.requests) == (16 * KIB, 1)
+    assert reader.reads <= 4
+
+
+def test_jpeg_fill_bytes_before_a_marker_are_still_allowed() -> None:
+    data = synth.jpeg(64, 48)
+    padded = data[:2] + b"\xff" * 4096 + data[2:]  # the longest run allowed, in front of the first marker
+    facts, reader = counted_probe(padded)
+    assert facts.error is None
+    assert (facts.width, facts.height) == (64, 48)
+    assert reader.reads < 50
+
+
+def test_jpeg_fill_run_to_the_end_of_the_file_is_a_truncation() -> None:
+    facts, reader = counted_probe(b"\xff\xd8" + b"\xff" * 1000)
+    assert facts.error == "truncated JPEG: no SOF marker before end of file"
+    assert reader.reads <= 4
+
+
+def test_jpeg_of_endless_empty_segments_is_refused() -> None:
+    # Empty COM segments (4 bytes each): the walk is bounded by a segment count, not by the 2 MiB of them.
+    facts, reader = counted_probe(b"\xff\xd8" + b"\xff\xfe\x00\x02" * (512 * KIB))
+    assert facts.error == "malformed JPEG: more than 4096 marker segments before the frame header (at offset 16386)"
+    assert reader.reads <= 2 * 4096 + 2
+    assert facts.bytes_read <= 64 * KIB
+
+
+def test_png_of_tiny_chunks_is_refused_after_a_bounded_number_of_reads() -> None:
+    ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", 10, 10, 8, 2, 0, 0, 0))
+    data = b"\x89PNG\r\n\x1a\n" + ihdr + png_chunk(b"zzZz", b"") * 400_000 + png_chunk(b"IEND", b"")
+    facts, reader = counted_probe(data)
+    assert facts.error is not None
+    assert facts.error.startswith("parser made more than 50000 reads (the last at offset")
+    assert reader.reads == 50_001
+    assert facts.bytes_read <= 2 * 1024 * KIB  # 12 bytes per chunk: a fraction of the 4.8 MB file
+
+
+def test_gif_of_tiny_sub_blocks_is_refused_after_a_bounded_number_of_reads() -> None:
+    screen = b"GIF89a" + struct.pack("<HHBBB", 10, 10, 0, 0, 0)
+    data = screen + b"\x21\xfe" + b"\x01a" * 1_000_000 + b"\x00;"
+    facts, reader = counted_probe(data)
+    assert facts.error is not None
+    assert facts.error.startswith("parser made more than 50000 reads")
+    assert reader.reads == 50_001
+    assert facts.bytes_read <= 256 * KIB
+
+
+def test_reader_refuses_to_serve_the_same_cached_bytes_forever() -> None:
+    # A structure that points back at the same bytes (TIFF tags sharing one data offset) costs no requests once
+    # cached; the bytes handed to the parser are bounded as well.
+    reader = RangeReader.from_bytes(bytes(1024 * KIB), max_served=4 * 1024 * KIB)
+    for _ in range(4):
+        reader.read_at(0, 1024 * KIB)
+    with pytest.raises(ProbeWorkExceeded, match="more than 4194304 bytes in total"):
+        reader.read_at(0, 1024 * KIB)
+    assert (reader.requests, reader.bytes_read) == (3, 1024 * KIB)  # head, grown head, rest: each byte fetched once
+
+
+def test_webp_exif_chunk_claiming_megabytes_reads_only_its_start() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    raw = exif.tobytes()
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([0x08, 0, 0, 0]) + (99).to_bytes(3, "little") * 2
+    payload = raw + bytes(6 * 1024 * KIB)  # the orientation first, then megabytes the probe has no use for
+    chunk = b"EXIF" + struct.pack("<I", len(payload)) + payload
+    body = b"WEBP" + vp8x + chunk
+    facts = probe_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    assert (facts.error, facts.width, facts.orientation) == (None, 100, 6)
+    assert facts.bytes_read <= 160 * KIB
+
+
+def test_mp4_frame_count_from_a_large_stts() -> None:
+    # No sample count in stsz, so frames come from stts: 200000 (count, delta) pairs summed without a Python loop.
+    entries = struct.pack(">2I", 1, 512) * 199_999 + struct.pack(">2I", 7, 512)
+    stts = box(b"stts", bytes(4) + struct.pack(">I", 200_000) + entries)
+    stsz = box(b"stsz", bytes(12))
+    hdlr = box(b"hdlr", bytes(8) + b"vide" + bytes(13))
+    moov = box(b"moov", box(b"trak", box(b"mdia", hdlr + box(b"minf", box(b"stbl", stsz + stts)))))
+    facts = probe_bytes(box(b"ftyp", b"mp42" + bytes(4)) + moov)
+    assert (facts.kind, facts.frames) == ("video", 200_006)
+    assert facts.bytes_read <= 2 * 1024 * KIB
