@@ -64,7 +64,7 @@ def media_index(
         ):
             if not state_store.fetch(key, path):
                 raise Failure(f"connection '{name}': {key} is missing from the state store; run the whole sync again")
-        counts = _apply(context, conn, index, state, snapshot)
+        counts = _apply(context, conn, catalog, index, state, snapshot)
     publish(state_store, name, context.run.run_id)
     context.log.info(f"'{name}': index updated at {index.location}; manifest published to {state_store.location}")
     return MaterializeResult(
@@ -81,7 +81,12 @@ def media_index(
 
 
 def _apply(
-    context: AssetExecutionContext, conn: Connection, index: MediaIndex, state: ListingState, snapshot: SyncSnapshot
+    context: AssetExecutionContext,
+    conn: Connection,
+    catalog: CatalogResource,
+    index: MediaIndex,
+    state: ListingState,
+    snapshot: SyncSnapshot,
 ) -> SyncCounts:
     """Count what the sync did from its snapshots, and fold it into the index in one transaction."""
     name = conn.name
@@ -123,5 +128,6 @@ def _apply(
         bytes_read=int(bytes_read),
         requests=int(requests),
     )
-    index.apply_sync(connection_row(conn), snapshot, rules, counts)
+    catalog_names = sorted(catalog.load().connections)
+    index.apply_sync(connection_row(conn), snapshot, rules, counts, attached=catalog_names)
     return counts

@@ -199,11 +199,17 @@ def status() -> None:
     if not rows:
         out.print("nothing indexed yet: run `bucket-sync sync NAME` (or `bucket-sync demo`)")
         return
+    try:
+        in_catalog: set[str] | None = set(CatalogResource().load().connections)
+    except CatalogError:
+        in_catalog = None  # status still answers from the index alone
     table = Table(
         "connection", "provider", "location", "profile", "last sync", "objects", "deleted", "accepted", "violations"
     )
     for r in rows:
-        name = r["name"] + (" (detached)" if r["detached"] else "")
+        # The index flags detached connections at each sync; the catalog says so at once.
+        detached = r["detached"] or (in_catalog is not None and r["name"] not in in_catalog)
+        name = r["name"] + (" (detached)" if detached else "")
         last = r["last_synced"].strftime("%Y-%m-%d %H:%M:%S") if r["last_synced"] else "never"
         cells = [name, r["provider"], r["location"], r["profile"], last]
         counts = [r["objects"], r["deleted"], r["accepted"], r["violations"]]

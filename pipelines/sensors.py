@@ -21,7 +21,6 @@ from assets.snapshots import BaselineState
 from pipelines.jobs import sync_job
 from resources.bucket import BucketError
 from resources.catalog import CatalogError, CatalogResource
-from resources.index import MediaIndex
 from resources.providers import open_bucket
 from resources.secrets import scrub
 from resources.state import StateStore
@@ -42,13 +41,12 @@ def sync_in_flight(instance: DagsterInstance, name: str) -> bool:
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
-        "Adds every catalog connection as a partition, and marks connections removed from the catalog as detached "
-        "in the index. Removing an entry never deletes its partition's history or its index rows."
+        "Adds every catalog connection as a partition, and frees the index pool slots of runs whose process died. "
+        "Removing an entry never deletes its partition's history or its index rows: the next sync of any connection "
+        "flags it as detached in the index (sensors never write the index)."
     ),
 )
-def connection_registry(
-    context: SensorEvaluationContext, catalog: CatalogResource, index: MediaIndex
-) -> SensorResult | SkipReason:
+def connection_registry(context: SensorEvaluationContext, catalog: CatalogResource) -> SensorResult | SkipReason:
     reaped = reap_dead_runs(context.instance)
     if reaped:
         context.log.info(f"marked {len(reaped)} run(s) whose process died as failed: {', '.join(reaped)}")
@@ -56,8 +54,6 @@ def connection_registry(
         names = sorted(catalog.load().connections)
     except CatalogError as exc:
         return SkipReason(f"catalog is invalid, partitions left as they are:\n{exc}")
-    if index.file.exists():
-        index.mark_detached(names)
     known = set(context.instance.get_dynamic_partitions(connections_partitions.name))
     added = [n for n in names if n not in known]
     detached = sorted(known - set(names))

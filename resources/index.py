@@ -325,6 +325,7 @@ class MediaIndex(ConfigurableResource):
         snapshot: SyncSnapshot,
         rules: tuple[str, ...],
         counts: SyncCounts,
+        attached: list[str] | None = None,
     ) -> dict[str, int]:
         """Fold one sync into the index in a single transaction: objects, tombstones, moves, facts, violations and
         history. Either all of it is visible afterwards or none of it is.
@@ -332,7 +333,9 @@ class MediaIndex(ConfigurableResource):
         Nothing is ever removed from `objects` or `media`: a vanished key is marked deleted (and moved, when its
         content reappeared under another key), and its facts stay queryable. The connection's violations are swapped
         for the sync's in the same transaction, so a reader never sees one sync's violations beside another sync's
-        objects. Returns the violation count per rule now in the index.
+        objects. `attached` (the catalog's connection names) flags every other connection as detached in the same
+        transaction: the index's only writer is a sync, which holds the `duckdb_index` pool. Returns the violation
+        count per rule now in the index.
         """
         params = {
             "name": counts.connection,
@@ -346,6 +349,12 @@ class MediaIndex(ConfigurableResource):
             con.execute("BEGIN TRANSACTION")
             try:
                 self.record_connection(con, connection_row)
+                if attached is not None:
+                    con.execute(
+                        "UPDATE connections SET detached = NOT list_contains($names, name) "
+                        "WHERE detached = list_contains($names, name)",
+                        {"names": attached},
+                    )
                 for statement in _APPLY_SYNC:
                     con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
                 con.execute(
@@ -375,11 +384,3 @@ class MediaIndex(ConfigurableResource):
                 "SELECT count(*) FROM syncs WHERE connection = $c AND run_id = $r", {"c": connection, "r": run_id}
             ).fetchone()
         return bool(row and row[0])
-
-    def mark_detached(self, attached: list[str]) -> None:
-        """Connections no longer in the catalog stay in the index, flagged, with every row they had."""
-        with self.connect() as con:
-            con.execute(
-                "UPDATE connections SET detached = NOT list_contains($names, name), updated_at = now()",
-                {"names": attached},
-            )

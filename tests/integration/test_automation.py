@@ -69,8 +69,11 @@ def test_registry_adds_partitions_and_marks_removed_connections_detached(
 
     assert run_sync("alpha", dagster_instance, log_level="ERROR").ok
     workspace.write_catalog(local_entry("beta", tmp_path / "a"))
+    before = workspace.index.file.read_bytes()
     sensors.connection_registry(build_sensor_context(instance=dagster_instance, resources=resources(workspace)))
-    assert workspace.query("SELECT name, detached FROM connections ORDER BY name") == [("alpha", True)]
+    assert workspace.index.file.read_bytes() == before, "a sensor wrote the index outside the duckdb_index pool"
+    assert run_sync("beta", dagster_instance, log_level="ERROR").ok  # the next sync flags what left the catalog
+    assert workspace.query("SELECT name, detached FROM connections ORDER BY name") == [("alpha", True), ("beta", False)]
     assert workspace.query("SELECT count(*) FROM objects WHERE connection = 'alpha'") == [(1,)]
     assert "alpha" in dagster_instance.get_dynamic_partitions("connections")
 
