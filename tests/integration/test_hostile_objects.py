@@ -143,8 +143,10 @@ def hostile_objects(provider: str) -> dict[str, Hostile]:
         # Object stores keep `.` and `..` segments as plain characters, and the key must not escape anything. Not
         # on disk (a folder cannot hold them) and not on Azure: its naming rules forbid path segments that end in
         # a dot, and the SDK's URL for such a name is normalised on the way (Azurite then rejects the signature).
-        objects[PREFIX + "dots/../escape.jpg"] = Hostile(small, facts=fine)
-        objects[PREFIX + "dots/./here.jpg"] = Hostile(small, facts=fine)
+        # They are read and judged like any key, and kept out of the manifest: CVAT would resolve them elsewhere.
+        dots = frozenset({"manifest_name"})
+        objects[PREFIX + "dots/../escape.jpg"] = Hostile(small, facts=fine, rules=dots, message="'.' or '..' segment")
+        objects[PREFIX + "dots/./here.jpg"] = Hostile(small, facts=fine, rules=dots, message="'.' or '..' segment")
     return objects
 
 
