@@ -220,6 +220,16 @@ RULES: dict[str, Rule] = {
 }
 ALL_RULES: tuple[str, ...] = tuple(RULES)
 
+#: Bumped whenever a rule's verdict or message changes: verdicts judged under another version are judged again, so a
+#: carried-forward object never keeps a verdict the current rules would not give.
+RULES_VERSION = "2026-11-30"
+
+
+def judged_by(profile: Profile) -> str:
+    """What a verdict was judged under: the profile and the rules' version."""
+    return f"{profile.name}@{RULES_VERSION}"
+
+
 PROFILES: dict[str, Profile] = {
     "strict": Profile(
         name="strict",
