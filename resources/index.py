@@ -262,6 +262,10 @@ class IndexLocked(IndexUnavailable):
     """Another process holds the file's write lock for longer than this reader was willing to wait."""
 
 
+class IndexMissing(IndexUnavailable):
+    """No index has been written there yet (a DuckLake catalog database without the DuckLake tables)."""
+
+
 class IndexSettingError(IndexUnavailable, ValueError):
     """`MediaIndex.url` / `data_path` (or their variables) say something the index cannot be, or hold a credential."""
 
@@ -376,9 +380,7 @@ def _data_path(configured: str | None) -> str:
         if not value.startswith(_DATA_SCHEMES):
             raise IndexSettingError(f"{setting}: the DuckLake data path is a local folder or an s3:// URL")
         return value.rstrip("/") + "/"
-    folder = Path(value).expanduser().resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder) + "/"
+    return str(Path(value).expanduser().resolve()) + "/"
 
 
 #: The extension wheels, by extension name: `<package>/extensions/v<duckdb version>/<name>.duckdb_extension`.
@@ -503,11 +505,14 @@ class MediaIndex(ConfigurableResource):
         location = self.target
         if location.file is not None:
             return location.file.exists()
-        with self.connect(read_only=True) as con:
-            row = con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE database_name = $db AND table_name = 'syncs'",
-                {"db": LAKE_ALIAS},
-            ).fetchone()
+        try:
+            with self.connect(read_only=True) as con:
+                row = con.execute(
+                    "SELECT count(*) FROM duckdb_tables() WHERE database_name = $db AND table_name = 'syncs'",
+                    {"db": LAKE_ALIAS},
+                ).fetchone()
+        except IndexMissing:
+            return False
         return bool(row and row[0])
 
     @contextmanager
@@ -588,6 +593,8 @@ class MediaIndex(ConfigurableResource):
         con = duckdb.connect(config=dict(_OFFLINE_EXTENSIONS))
         try:
             s3 = location.data_path.startswith("s3://")
+            if not s3 and not read_only:
+                Path(location.data_path).mkdir(parents=True, exist_ok=True)
             for name in ("ducklake", "postgres_scanner", *(("httpfs",) if s3 else ())):
                 con.execute(f"LOAD {_sql_string(str(extension_path(name)))}")
             metadata = "MAP {'TYPE': 'postgres'}"
@@ -598,10 +605,13 @@ class MediaIndex(ConfigurableResource):
                 metadata = "MAP {'TYPE': 'postgres', 'SECRET': 'bucket_sync_index_pg'}"
             if s3:
                 _s3_secret(con, location.data_path)
+            # A writer names the data path (a different one than the catalog's is refused: data would be split); a
+            # reader takes the catalog's, so `status` and `query` work from any machine with the catalog alone.
+            data = "" if read_only else ", DATA_PATH $data"
             con.execute(
-                "CREATE SECRET bucket_sync_index (TYPE ducklake, METADATA_PATH $catalog, DATA_PATH $data, "
+                f"CREATE SECRET bucket_sync_index (TYPE ducklake, METADATA_PATH $catalog{data}, "
                 f"METADATA_PARAMETERS {metadata})",
-                {"catalog": location.catalog, "data": location.data_path},
+                {"catalog": location.catalog, **({} if read_only else {"data": location.data_path})},
             )
             con.execute(f"ATTACH 'ducklake:bucket_sync_index' AS {LAKE_ALIAS}{' (READ_ONLY)' if read_only else ''}")
             con.execute(f"USE {LAKE_ALIAS}")
@@ -610,6 +620,9 @@ class MediaIndex(ConfigurableResource):
             raise
         except duckdb.Error as exc:
             con.close()
+            if read_only and "does not exist" in str(exc):
+                missing = f"no index in {location.describe()} yet: run `bucket-sync sync NAME` first"
+                raise IndexMissing(missing) from None
             raise IndexUnavailable(
                 scrub(f"the index {location.describe()} cannot be attached: {exc}".strip())
             ) from None
