@@ -543,14 +543,38 @@ class MediaIndex(ConfigurableResource):
         Read-only alone still lets SQL write any file (`COPY ... TO`), read any file (`read_text`), ATTACH other
         databases and fetch extensions from the network; UNTRUSTED_SQL_CONFIG takes those away for this connection.
         """
-        path = self.file
-        if not path.exists():
-            raise IndexUnavailable(f"no index at {path} yet: run `bucket-sync sync NAME` first")
-        con = self._open(read_only=True, config=UNTRUSTED_SQL_CONFIG)
+        target = self.target
+        if target.lake:
+            con = self._sandboxed_lake(target)
+        else:
+            path = self.file
+            if not path.exists():
+                raise IndexUnavailable(f"no index at {path} yet: run `bucket-sync sync NAME` first")
+            con = self._open(read_only=True, config=UNTRUSTED_SQL_CONFIG)
         try:
             yield con
         finally:
             con.close()
+
+    def _sandboxed_lake(self, target: IndexLocation) -> duckdb.DuckDBPyConnection:
+        """DuckLake for SQL a person typed: attach read-only first (that needs the extensions, the catalog's server
+        and the data files), then take the same things away as for a file, except reading the data files, which stay
+        readable through the catalog only (`allowed_directories`), and lock the configuration.
+
+        The attached catalog's Postgres database stays readable (read-only) with the reader's own credentials.
+        """
+        con = self._attach_lake(target, read_only=True)
+        try:
+            row = con.execute(
+                f"SELECT value FROM __ducklake_metadata_{LAKE_ALIAS}.ducklake_metadata WHERE key = 'data_path'"
+            ).fetchone()
+            con.execute("SET allowed_directories = $dirs", {"dirs": [row[0]] if row and row[0] else []})
+            for name, value in UNTRUSTED_SQL_CONFIG.items():  # lock_configuration comes last
+                con.execute(f"SET {name} = {str(value).lower()}")
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def _open(
         self, *, read_only: bool, config: dict[str, str | bool | int | float | list[str]] | None = None

@@ -10,6 +10,7 @@ last_seen for a new object, deleted_at set for a tombstone).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,8 +21,10 @@ from typing import Any
 import boto3
 import pytest
 from dagster import DagsterInstance
+from typer.testing import CliRunner
 
 from media import synth
+from pipelines.cli import app
 from pipelines.runner import run_sync
 from resources.index import MEDIA_COLUMNS, MediaIndex
 from tests.conftest import REPO, Workspace
@@ -156,7 +159,7 @@ def test_ducklake_holds_what_the_duckdb_file_holds(
     on_file()
     expected = rows(MediaIndex())
     on_lake()
-    assert MediaIndex().location.lake
+    assert MediaIndex().target.lake
     got = rows(MediaIndex())
     for table in COMPARED:
         assert got[table] == expected[table], table
@@ -169,6 +172,18 @@ def test_ducklake_holds_what_the_duckdb_file_holds(
     assert {(r[0], r[1], r[2]) for r in expected["violations"]} >= rotated
     assert len(expected["syncs"]) == 2 * len(names)
     assert not (tmp_path / "lake-home" / "index.duckdb").exists(), "the DuckLake run wrote a DuckDB file index"
+
+    # `status` and `query` read it (data files included, through the catalog); `query` stays sandboxed.
+    runner = CliRunner()
+    wide = {"COLUMNS": "200"}
+    live = sum(1 for r in objects if not r[8])
+    counted = runner.invoke(app, ["query", "SELECT count(*) AS n, sum(size) FROM objects WHERE NOT deleted"], env=wide)
+    assert counted.exit_code == 0 and re.search(rf"│\s*{live}\s*│", counted.output), counted.output
+    status = runner.invoke(app, ["status"], env=wide)
+    assert status.exit_code == 0 and all(name in status.output for name in names), status.output
+    leak = tmp_path / "leak.csv"
+    refused = runner.invoke(app, ["query", f"COPY (SELECT * FROM objects) TO '{leak}'"], env=wide)
+    assert refused.exit_code == 2 and "refused" in refused.output and not leak.exists(), refused.output
 
     if data_on == "s3":
         listed = s3.list_objects_v2(Bucket=data_bucket, Prefix="index-data/")
@@ -188,6 +203,7 @@ import os, sys, time
 from pathlib import Path
 from dagster import instance_for_test
 from resources.index import MediaIndex
+from pipelines.cli import app
 from pipelines.runner import run_sync
 
 name, barrier = sys.argv[1], Path(sys.argv[2])

@@ -20,25 +20,25 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_default_is_the_duckdb_file_in_home(tmp_path: Path) -> None:
-    location = MediaIndex().location
+    location = MediaIndex().target
     assert location.file == (tmp_path / "home" / "index.duckdb").resolve() and not location.lake
 
 
 def test_the_variable_names_the_index_and_config_overrides_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BUCKET_SYNC_INDEX", "ducklake:postgres:dbname=bs host=127.0.0.1 port=5432 user=sync")
-    location = MediaIndex().location
+    location = MediaIndex().target
     assert location.lake and location.catalog == "dbname=bs host=127.0.0.1 port=5432 user=sync"
     assert location.data_path == str((tmp_path / "home" / "index-data").resolve()) + "/"
-    assert MediaIndex(url=str(tmp_path / "other.duckdb")).location.file == (tmp_path / "other.duckdb").resolve()
+    assert MediaIndex(url=str(tmp_path / "other.duckdb")).target.file == (tmp_path / "other.duckdb").resolve()
 
 
 def test_data_path_follows_the_state_store_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
     url = "ducklake:postgres:dbname=bs"
     monkeypatch.setenv("BUCKET_SYNC_STATE", "s3://state-bucket/bucket-sync")
-    assert MediaIndex(url=url).location.data_path == "s3://state-bucket/bucket-sync/index-data/"
+    assert MediaIndex(url=url).target.data_path == "s3://state-bucket/bucket-sync/index-data/"
     monkeypatch.setenv("BUCKET_SYNC_INDEX_DATA", "s3://lake-bucket/data")
-    assert MediaIndex(url=url).location.data_path == "s3://lake-bucket/data/"
-    assert MediaIndex(url=url, data_path="s3://x/y/").location.data_path == "s3://x/y/"
+    assert MediaIndex(url=url).target.data_path == "s3://lake-bucket/data/"
+    assert MediaIndex(url=url, data_path="s3://x/y/").target.data_path == "s3://x/y/"
 
 
 @pytest.mark.parametrize(
@@ -52,14 +52,14 @@ def test_data_path_follows_the_state_store_unless_set(monkeypatch: pytest.Monkey
 )
 def test_a_password_in_the_url_is_refused_naming_the_setting(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(IndexSettingError) as refused:
-        MediaIndex(url=url).describe()
+        MediaIndex(url=url).target.describe()
     message = str(refused.value)
     assert "MediaIndex.url" in message and "PGPASSWORD" in message and PASSWORD not in message
     assert PASSWORD not in scrub(f"connecting with {url} failed")  # remembered: no later echo leaks it either
 
     monkeypatch.setenv("BUCKET_SYNC_INDEX", url)
     with pytest.raises(IndexSettingError, match=r"\$BUCKET_SYNC_INDEX"):
-        MediaIndex().describe()
+        MediaIndex().target.describe()
 
 
 def test_a_user_name_without_password_is_fine() -> None:
@@ -79,7 +79,7 @@ def test_a_user_name_without_password_is_fine() -> None:
 )
 def test_what_the_index_cannot_be_is_refused_with_advice(url: str, data_path: str | None, says: str) -> None:
     with pytest.raises(IndexSettingError, match=says) as refused:
-        MediaIndex(url=url, data_path=data_path).describe()
+        MediaIndex(url=url, data_path=data_path).target.describe()
     assert "secret-key-value" not in str(refused.value)
 
 
