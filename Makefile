@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 AZURITE := .tools/node_modules/.bin/azurite-blob
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: setup demo test lint ui bench clean
+.PHONY: setup demo test lint ui bench clean postgres
 
 $(VENV)/.ready: pyproject.toml uv.lock
 	@command -v python3 >/dev/null || { echo "error: python3 (3.11 or newer) is required" >&2; exit 1; }
@@ -23,6 +23,21 @@ $(AZURITE): .tools/package.json .tools/package-lock.json
 	@test -x $@ || { echo "error: Azurite did not install to $@" >&2; exit 1; }
 	@touch $@
 
+# The DuckLake index tests start a throwaway PostgreSQL server of their own (tests/servers.py) from Debian's packages,
+# which keep it off PATH under /usr/lib/postgresql/<version>/bin. Installed here when missing, as root (CI is);
+# elsewhere the tests skip with the reason, and under CI=true they fail.
+postgres:
+	@if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing PostgreSQL (Debian's postgresql) for the DuckLake index tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			postgresql >/dev/null || { echo "error: apt-get could not install postgresql" >&2; exit 1; }; \
+	elif [ "$$CI" = true ]; then \
+		echo "error: no PostgreSQL server (initdb) and no way to install it: run as root with apt-get" >&2; exit 1; \
+	else \
+		echo "warning: no PostgreSQL server found: the DuckLake index tests will skip (apt-get install postgresql)" >&2; \
+	fi
+
 demo: setup
 	$(VENV)/bin/bucket-sync demo
 
@@ -30,7 +45,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup $(AZURITE) lint
+test: setup $(AZURITE) postgres lint
 	$(PY) -m pytest
 
 ui: setup

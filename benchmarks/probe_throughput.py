@@ -65,7 +65,7 @@ def measure(label: str, entry: dict, n: int, work: Path) -> None:
         again = run_sync(entry["name"], instance, log_level="ERROR")
         resync = time.perf_counter() - started
         assert again.ok, again.failures
-    with MediaIndex(path=str(home / "index.duckdb")).connect(read_only=True) as con:
+    with MediaIndex(url=str(home / "index.duckdb")).connect(read_only=True) as con:
         rows = con.execute(
             "SELECT m.bytes_read, m.requests, o.size FROM media m JOIN objects o USING (connection, key)"
         ).fetchall()

@@ -65,7 +65,7 @@ def _reading_index(index: MediaIndex) -> Iterator[None]:
         _fail(str(exc))
     except duckdb.Error as exc:  # a damaged block that only a query reaches, after the file opened
         _fail(
-            f"the index at {index.file} could not be read ({exc}); if this persists, move it aside and run "
+            f"the index at {index.location} could not be read ({exc}); if this persists, move it aside and run "
             "`bucket-sync sync NAME --full` for each connection to rebuild it"
         )
 

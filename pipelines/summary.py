@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from assets.snapshots import SnapshotKeys
@@ -21,7 +20,7 @@ class SyncSummary:
     folder_markers: int
     manifest: str
     manifest_images: int
-    index: Path
+    index: str
 
     def render(self) -> str:
         s = self.last_sync
@@ -74,7 +73,7 @@ def sync_summary(connection: str, index: MediaIndex, store: StateStore, folder_m
         folder_markers=folder_markers,
         manifest=manifest,
         manifest_images=images,
-        index=index.file,
+        index=index.location,
     )
 
 
@@ -89,7 +88,7 @@ FROM connections c ORDER BY c.name
 
 
 def status_rows(index: MediaIndex) -> list[dict[str, Any]]:
-    if not index.file.exists():
+    if not index.exists():
         return []
     with index.connect(read_only=True) as con:
         cursor = con.execute(STATUS_QUERY)

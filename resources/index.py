@@ -1,30 +1,57 @@
-"""The DuckDB index: the open tables a data team queries.
+"""The index: the open tables a data team queries, in one of two places, chosen by one setting (`MediaIndex.url`).
+
+- A DuckDB file (the embedded default, `$BUCKET_SYNC_HOME/index.duckdb`): one writer at a time, so every writer
+  shares the Dagster pool `duckdb_index` (limit 1); the lock retry below covers a second process that opens the file
+  anyway (the CLI's `status`, a notebook).
+- A DuckLake catalog whose metadata lives in Postgres (`ducklake:postgres:dbname=... host=...`) and whose data files
+  live in the state store (`MediaIndex.data_path`, a folder or an `s3://` URL): runs on different machines commit
+  concurrently, and a reader sees whole syncs only (each sync is one DuckLake snapshot).
+
+Both serve the same tables, columns and SQL. DuckLake has no primary keys and no ON CONFLICT, so the writers' upserts
+are MERGE statements, on both backends (the file keeps its primary keys as a guard). DuckLake detects two commits that
+touch the same table as a conflict; a write transaction that loses is run again from the start (`_transaction`).
+Credentials never travel in the URL: the Postgres password comes from $PGPASSWORD (or the variable named by
+`password_env`), S3 credentials from the standard AWS_* variables, both handed to DuckDB as secrets, never as SQL text.
+Extensions load by path from their installed wheels, never from the network.
 
 Column names of `media` and `violations` are a published interface (DESIGN.md): add columns, never rename them.
-Every write is one short transaction, and every writer shares the Dagster pool `duckdb_index` (limit 1); the lock
-retry below covers a second process that opens the file anyway (the CLI's `status`, a notebook).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import random
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import duckdb
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from resources.secrets import ENV_NAME, has_url_userinfo, remember, scrub
 from resources.state import default_home
 
-SCHEMA = """
+INDEX_ENV = "BUCKET_SYNC_INDEX"
+INDEX_DATA_ENV = "BUCKET_SYNC_INDEX_DATA"
+DUCKLAKE_POSTGRES = "ducklake:postgres:"
+#: The name under which a DuckLake index is attached; queries see its tables unqualified (USE).
+LAKE_ALIAS = "bucket_sync_index"
+
+_T = TypeVar("_T")
+
+#: The tables, for both backends. `{key}` holds each table's primary key on a DuckDB file and nothing on DuckLake,
+#: which has no primary keys; the writers never rely on one (they MERGE).
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS connections (
-    name          VARCHAR PRIMARY KEY,
+    name          VARCHAR NOT NULL,
     provider      VARCHAR NOT NULL,
     location      VARCHAR NOT NULL,   -- bucket, container or folder: never a credential
     prefix        VARCHAR NOT NULL,
@@ -32,7 +59,7 @@ CREATE TABLE IF NOT EXISTS connections (
     detached      BOOLEAN NOT NULL DEFAULT false,  -- removed from the catalog; its rows are kept
     first_synced  TIMESTAMPTZ,
     last_synced   TIMESTAMPTZ,
-    updated_at    TIMESTAMPTZ NOT NULL
+    updated_at    TIMESTAMPTZ NOT NULL{key_name}
 );
 CREATE TABLE IF NOT EXISTS objects (
     connection    VARCHAR NOT NULL,
@@ -48,8 +75,7 @@ CREATE TABLE IF NOT EXISTS objects (
     deleted_at    TIMESTAMPTZ,
     moved_to      VARCHAR,
     moved_from    VARCHAR,
-    accepted      BOOLEAN,
-    PRIMARY KEY (connection, key)
+    accepted      BOOLEAN{key_connection_key}
 );
 CREATE TABLE IF NOT EXISTS media (
     connection        VARCHAR NOT NULL,
@@ -74,8 +100,7 @@ CREATE TABLE IF NOT EXISTS media (
     mode              VARCHAR,
     head_sha256       VARCHAR,
     etag              VARCHAR,
-    probed_at         TIMESTAMPTZ,
-    PRIMARY KEY (connection, key)
+    probed_at         TIMESTAMPTZ{key_connection_key}
 );
 CREATE TABLE IF NOT EXISTS violations (
     connection  VARCHAR NOT NULL,
@@ -107,6 +132,17 @@ CREATE TABLE IF NOT EXISTS syncs (
     requests     BIGINT NOT NULL
 );
 """
+
+
+def schema(*, keys: bool) -> str:
+    """The DDL of the index: with primary keys for a DuckDB file, without for DuckLake. Same tables and columns."""
+    return _SCHEMA.format(
+        key_name=",\n    PRIMARY KEY (name)" if keys else "",
+        key_connection_key=",\n    PRIMARY KEY (connection, key)" if keys else "",
+    )
+
+
+SCHEMA = schema(keys=True)
 
 MEDIA_COLUMNS = (
     "kind, format, width, height, orientation, display_width, display_height, major_brand, compatible_brands, "
@@ -149,21 +185,36 @@ class SyncSnapshot:
 
 _MEDIA_SELECT = ", ".join("p." + c.strip() for c in MEDIA_COLUMNS.split(","))
 
+_MEDIA_SET = ", ".join(f"{c.strip()} = p.{c.strip()}" for c in MEDIA_COLUMNS.split(","))
+
+#: The upsert of a connection's row: its description is replaced, its sync times are kept.
+_RECORD_CONNECTION = """
+    MERGE INTO connections USING (SELECT $name AS name) s ON connections.name = s.name
+    WHEN MATCHED THEN UPDATE SET provider = $provider, location = $location, prefix = $prefix, profile = $profile,
+        detached = false, updated_at = now()
+    WHEN NOT MATCHED THEN INSERT (name, provider, location, prefix, profile, detached, updated_at)
+        VALUES ($name, $provider, $location, $prefix, $profile, false, now())
+"""
+
 #: The statements of one sync's transaction, in order. Paths and names travel as parameters, never as SQL text.
+#: The upserts are MERGE (DuckLake has no primary keys, so no ON CONFLICT and no INSERT OR REPLACE); each keeps the
+#: semantics of the ON CONFLICT it replaced: first_seen survives an update, moved_from is coalesced with the old one,
+#: and carried facts whose etag did not change are not rewritten.
 _APPLY_SYNC = (
     """
-    INSERT INTO objects (connection, key, size, etag, last_modified, version, content_md5,
-                         first_seen, last_seen, deleted, deleted_at, moved_to, moved_from, accepted)
-    SELECT $name, c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5,
-           now(), now(), false, NULL, NULL, c.moved_from, p.accepted
-    FROM read_parquet($changes) c LEFT JOIN read_parquet($probes) p USING (key)
-    WHERE c.change <> 'deleted'
-    ON CONFLICT (connection, key) DO UPDATE SET
-        size = excluded.size, etag = excluded.etag, last_modified = excluded.last_modified,
-        version = excluded.version, content_md5 = excluded.content_md5,
-        last_seen = excluded.last_seen, deleted = false, deleted_at = NULL, moved_to = NULL,
-        moved_from = coalesce(excluded.moved_from, objects.moved_from),
-        accepted = excluded.accepted
+    MERGE INTO objects
+    USING (SELECT c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5, c.moved_from, p.accepted
+           FROM read_parquet($changes) c LEFT JOIN read_parquet($probes) p USING (key)
+           WHERE c.change <> 'deleted') AS c
+    ON objects.connection = $name AND objects.key = c.key
+    WHEN MATCHED THEN UPDATE SET
+        size = c.size, etag = c.etag, last_modified = c.last_modified, version = c.version,
+        content_md5 = c.content_md5, last_seen = now(), deleted = false, deleted_at = NULL, moved_to = NULL,
+        moved_from = coalesce(c.moved_from, objects.moved_from), accepted = c.accepted
+    WHEN NOT MATCHED THEN INSERT (connection, key, size, etag, last_modified, version, content_md5,
+                                  first_seen, last_seen, deleted, deleted_at, moved_to, moved_from, accepted)
+        VALUES ($name, c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5,
+                now(), now(), false, NULL, NULL, c.moved_from, c.accepted)
     """,
     """
     UPDATE objects SET deleted = true, deleted_at = now(), moved_to = c.moved_to, accepted = false
@@ -180,12 +231,14 @@ _APPLY_SYNC = (
     WHERE objects.connection = $name AND objects.key = m.new_key
     """,
     f"""
-    INSERT OR REPLACE INTO media (connection, key, {MEDIA_COLUMNS})
-    SELECT $name, p.key, {_MEDIA_SELECT}
-    FROM read_parquet($probes) p
-    WHERE p.source <> 'carried'
-       OR NOT EXISTS (SELECT 1 FROM media m WHERE m.connection = $name AND m.key = p.key
-                      AND m.etag IS NOT DISTINCT FROM p.etag)
+    MERGE INTO media
+    USING (SELECT * FROM read_parquet($probes) p
+           WHERE p.source <> 'carried'
+              OR NOT EXISTS (SELECT 1 FROM media m WHERE m.connection = $name AND m.key = p.key
+                             AND m.etag IS NOT DISTINCT FROM p.etag)) AS p
+    ON media.connection = $name AND media.key = p.key
+    WHEN MATCHED THEN UPDATE SET {_MEDIA_SET}
+    WHEN NOT MATCHED THEN INSERT (connection, key, {MEDIA_COLUMNS}) VALUES ($name, p.key, {_MEDIA_SELECT})
     """,
     "DELETE FROM violations WHERE connection = $name",
     """
@@ -197,12 +250,8 @@ _APPLY_SYNC = (
 )
 
 
-def default_index_path() -> str:
-    return str(Path(default_home()) / "index.duckdb")
-
-
 class IndexUnavailable(Exception):
-    """The index file cannot be opened; the message names the file and what a person should do about it."""
+    """The index cannot be opened; the message names it (never a credential) and what a person should do about it."""
 
 
 class IndexUnreadable(IndexUnavailable):
@@ -211,6 +260,14 @@ class IndexUnreadable(IndexUnavailable):
 
 class IndexLocked(IndexUnavailable):
     """Another process holds the file's write lock for longer than this reader was willing to wait."""
+
+
+class IndexMissing(IndexUnavailable):
+    """No index has been written there yet (a DuckLake catalog database without the DuckLake tables)."""
+
+
+class IndexSettingError(IndexUnavailable, ValueError):
+    """`MediaIndex.url` / `data_path` (or their variables) say something the index cannot be, or hold a credential."""
 
 
 # Settings for SQL that a person types (`bucket-sync query`): with them a connection can read the index it opened and
@@ -228,34 +285,253 @@ UNTRUSTED_SQL_CONFIG: dict[str, str | bool | int | float | list[str]] = {
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 
 
-class MediaIndex(ConfigurableResource):
-    """The DuckDB index file, opened briefly per write so other readers get their turn."""
+def default_index_path() -> str:
+    return str(Path(default_home()) / "index.duckdb")
 
-    path: str | None = Field(None, description="default $BUCKET_SYNC_HOME/index.duckdb")
-    lock_timeout_s: float = 120.0
+
+def default_data_path() -> str:
+    """Where a DuckLake index keeps its data files: $BUCKET_SYNC_INDEX_DATA, else `index-data/` in the state store."""
+    explicit = os.environ.get(INDEX_DATA_ENV)
+    if explicit:
+        return explicit
+    state = os.environ.get("BUCKET_SYNC_STATE") or default_home()
+    if "://" in state:
+        return state.rstrip("/") + "/index-data/"
+    return str(Path(state) / "index-data")
+
+
+#: `password=...` in a libpq key/value connection string, or `?password=` / `&password=` in a postgresql:// URI.
+_CONNINFO_PASSWORD = re.compile(r"(?i)(?:^|\s|[?&])password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]*)")
+#: `postgresql://user:password@host`: a password in a URI's user-info.
+_URI_PASSWORD = re.compile(r"(?i)^postgres(?:ql)?://[^/@\s]*:([^/@\s]*)@")
+_DATA_SCHEMES = ("s3://",)
+
+
+@dataclass(frozen=True)
+class IndexLocation:
+    """Where the index is: a DuckDB file, or a DuckLake catalog (a Postgres connection string, no password) with the
+    folder or URL of its data files. Nothing here is secret, so it may be logged and shown."""
+
+    file: Path | None = None
+    catalog: str | None = None
+    data_path: str | None = None
 
     @property
-    def location(self) -> str:
-        """Where the index is, for messages and metadata: never a credential."""
-        return str(self.file)
+    def lake(self) -> bool:
+        return self.catalog is not None
+
+    def describe(self) -> str:
+        if self.file is not None:
+            return str(self.file)
+        return f"DuckLake {DUCKLAKE_POSTGRES}{self.catalog} (data in {self.data_path})"
+
+
+def parse_index_url(url: str, data_path: str | None = None, *, setting: str = "MediaIndex.url") -> IndexLocation:
+    """Read the index setting: a DuckDB file path, or `ducklake:postgres:<libpq connection string or URI>`.
+
+    A password in it is refused (and remembered, so no later echo of it leaks): it would travel into every log line
+    and error that names the index. `setting` names where the value came from, for the error.
+    """
+    text = url.strip()
+    if not text:
+        raise IndexSettingError(f"{setting} is empty: give a DuckDB file path or {DUCKLAKE_POSTGRES}<connection>")
+    if text.startswith("ducklake:"):
+        if not text.startswith(DUCKLAKE_POSTGRES):
+            raise IndexSettingError(
+                f"{setting}: a DuckLake index keeps its catalog in Postgres: write "
+                f"{DUCKLAKE_POSTGRES}dbname=NAME host=HOST port=PORT user=USER"
+            )
+        conninfo = text[len(DUCKLAKE_POSTGRES) :].strip()
+        if not conninfo:
+            raise IndexSettingError(f"{setting}: {DUCKLAKE_POSTGRES} must be followed by a Postgres connection string")
+        found = _CONNINFO_PASSWORD.search(conninfo) or _URI_PASSWORD.search(conninfo)
+        if found:
+            remember(found.group(1).strip("'"))
+            remember(text)
+            raise IndexSettingError(
+                f"{setting} holds a Postgres password; a credential never goes in the index URL: remove it and "
+                "export PGPASSWORD (or the variable named by MediaIndex.password_env) instead"
+            )
+        if has_url_userinfo(conninfo) and not conninfo.lower().startswith(("postgres://", "postgresql://")):
+            remember(text)
+            raise IndexSettingError(f"{setting} holds a URL with a user name or password before '@'; remove it")
+        return IndexLocation(catalog=conninfo, data_path=_data_path(data_path))
+    if has_url_userinfo(text):
+        remember(text)
+        raise IndexSettingError(f"{setting} holds a URL with a user name or password before '@'; remove it")
+    if "://" in text:
+        raise IndexSettingError(
+            f"{setting}: a DuckDB file index is a local path; for an index on object storage use "
+            f"{DUCKLAKE_POSTGRES}<connection> with MediaIndex.data_path (${INDEX_DATA_ENV}) set to an s3:// URL"
+        )
+    return IndexLocation(file=Path(text).expanduser().resolve())
+
+
+def _data_path(configured: str | None) -> str:
+    setting = "MediaIndex.data_path" if configured else f"${INDEX_DATA_ENV}"
+    value = (configured or default_data_path()).strip()
+    if has_url_userinfo(value):
+        remember(value)
+        raise IndexSettingError(
+            f"{setting} holds a URL with credentials before '@'; remove them and export AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY instead"
+        )
+    if "://" in value:
+        if not value.startswith(_DATA_SCHEMES):
+            raise IndexSettingError(f"{setting}: the DuckLake data path is a local folder or an s3:// URL")
+        return value.rstrip("/") + "/"
+    return str(Path(value).expanduser().resolve()) + "/"
+
+
+#: The extension wheels, by extension name: `<package>/extensions/v<duckdb version>/<name>.duckdb_extension`.
+_EXTENSION_PACKAGES = {
+    "ducklake": "duckdb_extension_ducklake",
+    "postgres_scanner": "duckdb_extension_postgres_scanner",
+    "httpfs": "duckdb_extension_httpfs",
+}
+#: Settings of every DuckLake session: no extension is ever fetched or loaded behind our back.
+_OFFLINE_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def extension_path(name: str) -> Path:
+    """The extension file that the installed wheel ships for this DuckDB release (see pyproject.toml's pin)."""
+    package = _EXTENSION_PACKAGES[name]
+    wheel = package.replace("_", "-")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise IndexUnavailable(
+            f"the DuckDB extension '{name}' is not installed: install {wheel}=={duckdb.__version__} (`make setup`)"
+        )
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+        if candidate.is_file():
+            return candidate
+    raise IndexUnavailable(
+        f"{wheel} is installed but holds no '{name}' extension for DuckDB {duckdb.__version__}; install "
+        f"{wheel}=={duckdb.__version__}, the release that matches the installed duckdb"
+    )
+
+
+def _sql_string(value: str) -> str:
+    """A SQL string literal, for the one statement that takes no parameters (LOAD)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _is_commit_conflict(exc: duckdb.Error) -> bool:
+    """Whether DuckLake refused a commit because another transaction changed the same table first."""
+    return isinstance(exc, duckdb.TransactionException) and "conflict" in str(exc).lower()
+
+
+def _s3_secret(con: duckdb.DuckDBPyConnection, data_path: str) -> None:
+    """An S3 secret for the DuckLake data files, from the standard AWS_* variables, scoped to the data bucket.
+
+    Values travel as parameters, never as SQL text; the secret lives in this session's memory only.
+    """
+    env = os.environ
+    options = ["TYPE s3", "SCOPE $scope"]
+    params: dict[str, Any] = {"scope": "s3://" + data_path.removeprefix("s3://").split("/", 1)[0]}
+    if env.get("AWS_ACCESS_KEY_ID"):
+        options += ["KEY_ID $key_id", "SECRET $secret"]
+        params |= {"key_id": env["AWS_ACCESS_KEY_ID"], "secret": env.get("AWS_SECRET_ACCESS_KEY", "")}
+        remember(params["secret"])
+    if env.get("AWS_SESSION_TOKEN"):
+        options.append("SESSION_TOKEN $token")
+        params["token"] = env["AWS_SESSION_TOKEN"]
+        remember(params["token"])
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        options.append("REGION $region")
+        params["region"] = region
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        if has_url_userinfo(endpoint):
+            remember(endpoint)
+            raise IndexSettingError("AWS_ENDPOINT_URL holds credentials before '@'; remove them")
+        parts = urlsplit(endpoint if "://" in endpoint else "https://" + endpoint)
+        options += ["ENDPOINT $endpoint", "URL_STYLE 'path'", f"USE_SSL {str(parts.scheme == 'https').lower()}"]
+        params["endpoint"] = parts.netloc + parts.path.rstrip("/")
+    con.execute(f"CREATE SECRET bucket_sync_index_s3 ({', '.join(options)})", params)
+
+
+class MediaIndex(ConfigurableResource):
+    """The index, opened briefly per write so other readers and writers get their turn."""
+
+    url: str | None = Field(
+        None,
+        description=(
+            f"a DuckDB file path, or {DUCKLAKE_POSTGRES}<libpq connection string, no password>; default "
+            f"${INDEX_ENV}, else $BUCKET_SYNC_HOME/index.duckdb"
+        ),
+    )
+    data_path: str | None = Field(
+        None,
+        description=(
+            f"DuckLake only: a folder or s3:// URL for the data files; default ${INDEX_DATA_ENV}, else "
+            "index-data/ in $BUCKET_SYNC_STATE (or $BUCKET_SYNC_HOME)"
+        ),
+    )
+    password_env: str = Field(
+        "PGPASSWORD", description="DuckLake only: the environment variable holding the Postgres password"
+    )
+    lock_timeout_s: float = Field(
+        120.0, description="how long a writer waits for the DuckDB file's lock, or retries DuckLake commit conflicts"
+    )
+
+    @property
+    def target(self) -> IndexLocation:
+        """The parsed setting: a DuckDB file, or a DuckLake catalog and data path."""
+        if self.url:
+            return parse_index_url(self.url, self.data_path)
+        from_env = os.environ.get(INDEX_ENV)
+        if from_env:
+            return parse_index_url(from_env, self.data_path, setting=f"${INDEX_ENV}")
+        return parse_index_url(default_index_path(), self.data_path)
 
     @property
     def file(self) -> Path:
-        return Path(self.path or default_index_path()).resolve()
+        """The DuckDB file of a file index (a DuckLake index has none: see `target`)."""
+        target = self.target
+        if target.file is None:
+            raise IndexUnavailable(f"the index is {target.describe()}, not a DuckDB file")
+        return target.file
+
+    @property
+    def location(self) -> str:
+        """Where the index is, for messages and metadata: a path, or the DuckLake catalog; never a credential."""
+        return self.target.describe()
+
+    def exists(self) -> bool:
+        """Whether there is an index to read: the file exists, or the DuckLake catalog holds the tables."""
+        location = self.target
+        if location.file is not None:
+            return location.file.exists()
+        try:
+            with self.connect(read_only=True) as con:
+                row = con.execute(
+                    "SELECT count(*) FROM duckdb_tables() WHERE database_name = $db AND table_name = 'syncs'",
+                    {"db": LAKE_ALIAS},
+                ).fetchone()
+        except IndexMissing:
+            return False
+        return bool(row and row[0])
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the index, waiting out another process's lock instead of failing the step.
+        """Open the index; a writer's session also makes sure the tables exist.
 
-        Raises IndexUnavailable (never a bare DuckDB error) when the file is corrupt or stays locked past
-        `lock_timeout_s`, so every caller can tell a person which file is at fault and what to do.
+        A DuckDB file: waits out another process's lock instead of failing the step. DuckLake: an in-memory DuckDB
+        session with the catalog attached (read-only for readers) and selected, so queries name tables unqualified.
         """
-        path = self.file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._open(read_only=read_only and path.exists())
+        location = self.target
+        if location.lake:
+            con = self._attach_lake(location, read_only=read_only)
+        else:
+            assert location.file is not None
+            location.file.parent.mkdir(parents=True, exist_ok=True)
+            con = self._open(read_only=read_only and location.file.exists())
         try:
             if not read_only:
-                con.execute(SCHEMA)
+                self._create_tables(con, lake=location.lake)
             yield con
         finally:
             con.close()
@@ -267,14 +543,38 @@ class MediaIndex(ConfigurableResource):
         Read-only alone still lets SQL write any file (`COPY ... TO`), read any file (`read_text`), ATTACH other
         databases and fetch extensions from the network; UNTRUSTED_SQL_CONFIG takes those away for this connection.
         """
-        path = self.file
-        if not path.exists():
-            raise IndexUnavailable(f"no index at {path} yet: run `bucket-sync sync NAME` first")
-        con = self._open(read_only=True, config=UNTRUSTED_SQL_CONFIG)
+        target = self.target
+        if target.lake:
+            con = self._sandboxed_lake(target)
+        else:
+            path = self.file
+            if not path.exists():
+                raise IndexUnavailable(f"no index at {path} yet: run `bucket-sync sync NAME` first")
+            con = self._open(read_only=True, config=UNTRUSTED_SQL_CONFIG)
         try:
             yield con
         finally:
             con.close()
+
+    def _sandboxed_lake(self, target: IndexLocation) -> duckdb.DuckDBPyConnection:
+        """DuckLake for SQL a person typed: attach read-only first (that needs the extensions, the catalog's server
+        and the data files), then take the same things away as for a file, except reading the data files, which stay
+        readable through the catalog only (`allowed_directories`), and lock the configuration.
+
+        The attached catalog's Postgres database stays readable (read-only) with the reader's own credentials.
+        """
+        con = self._attach_lake(target, read_only=True)
+        try:
+            row = con.execute(
+                f"SELECT value FROM __ducklake_metadata_{LAKE_ALIAS}.ducklake_metadata WHERE key = 'data_path'"
+            ).fetchone()
+            con.execute("SET allowed_directories = $dirs", {"dirs": [row[0]] if row and row[0] else []})
+            for name, value in UNTRUSTED_SQL_CONFIG.items():  # lock_configuration comes last
+                con.execute(f"SET {name} = {str(value).lower()}")
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def _open(
         self, *, read_only: bool, config: dict[str, str | bool | int | float | list[str]] | None = None
@@ -308,16 +608,81 @@ class MediaIndex(ConfigurableResource):
                     ) from exc
                 time.sleep(0.2)
 
+    def _attach_lake(self, location: IndexLocation, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """A DuckDB session with the DuckLake catalog attached as LAKE_ALIAS. Credentials reach DuckDB as secrets,
+        created from parameters; the connection string and data path travel in a DuckLake secret, never in SQL."""
+        assert location.catalog is not None and location.data_path is not None
+        if not ENV_NAME.match(self.password_env):
+            raise IndexSettingError("MediaIndex.password_env must name an environment variable")
+        con = duckdb.connect(config=dict(_OFFLINE_EXTENSIONS))
+        try:
+            s3 = location.data_path.startswith("s3://")
+            if not s3 and not read_only:
+                Path(location.data_path).mkdir(parents=True, exist_ok=True)
+            for name in ("ducklake", "postgres_scanner", *(("httpfs",) if s3 else ())):
+                con.execute(f"LOAD {_sql_string(str(extension_path(name)))}")
+            metadata = "MAP {'TYPE': 'postgres'}"
+            password = os.environ.get(self.password_env)
+            if password:
+                remember(password)
+                con.execute("CREATE SECRET bucket_sync_index_pg (TYPE postgres, PASSWORD $pw)", {"pw": password})
+                metadata = "MAP {'TYPE': 'postgres', 'SECRET': 'bucket_sync_index_pg'}"
+            if s3:
+                _s3_secret(con, location.data_path)
+            # A writer names the data path (a different one than the catalog's is refused: data would be split); a
+            # reader takes the catalog's, so `status` and `query` work from any machine with the catalog alone.
+            data = "" if read_only else ", DATA_PATH $data"
+            con.execute(
+                f"CREATE SECRET bucket_sync_index (TYPE ducklake, METADATA_PATH $catalog{data}, "
+                f"METADATA_PARAMETERS {metadata})",
+                {"catalog": location.catalog, **({} if read_only else {"data": location.data_path})},
+            )
+            con.execute(f"ATTACH 'ducklake:bucket_sync_index' AS {LAKE_ALIAS}{' (READ_ONLY)' if read_only else ''}")
+            con.execute(f"USE {LAKE_ALIAS}")
+        except IndexUnavailable:
+            con.close()
+            raise
+        except duckdb.Error as exc:
+            con.close()
+            if read_only and "does not exist" in str(exc):
+                missing = f"no index in {location.describe()} yet: run `bucket-sync sync NAME` first"
+                raise IndexMissing(missing) from None
+            raise IndexUnavailable(
+                scrub(f"the index {location.describe()} cannot be attached: {exc}".strip())
+            ) from None
+        return con
+
+    def _create_tables(self, con: duckdb.DuckDBPyConnection, *, lake: bool) -> None:
+        if not lake:
+            con.execute(SCHEMA)
+            return
+        # Two first writers may create the tables at once; the loser of that commit finds them made.
+        self._transaction(con, lambda c: c.execute(schema(keys=False)))
+
+    def _transaction(self, con: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
+        """Run `work` in one transaction. A DuckLake commit that conflicts with another run's (both changed one
+        table) is rolled back and `work` runs again, from the start, against the newer snapshot, with a growing,
+        jittered pause, for up to `lock_timeout_s`. On a DuckDB file no commit conflicts (one writer holds it)."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        attempt = 0
+        while True:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                result = work(con)
+                con.execute("COMMIT")
+                return result
+            except duckdb.Error as exc:
+                _rollback(con)
+                if not _is_commit_conflict(exc) or time.monotonic() > deadline:
+                    raise
+            except BaseException:
+                _rollback(con)
+                raise
+            attempt += 1
+            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
+
     def record_connection(self, con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
-        con.execute(
-            """
-            INSERT INTO connections (name, provider, location, prefix, profile, detached, updated_at)
-            VALUES ($name, $provider, $location, $prefix, $profile, false, now())
-            ON CONFLICT (name) DO UPDATE SET provider = excluded.provider, location = excluded.location,
-                prefix = excluded.prefix, profile = excluded.profile, detached = false, updated_at = now()
-            """,
-            row,
-        )
+        con.execute(_RECORD_CONNECTION, row)
 
     def apply_sync(
         self,
@@ -345,42 +710,46 @@ class MediaIndex(ConfigurableResource):
             "violations": str(snapshot.violations),
             "rules": list(rules),
         }
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self.record_connection(con, connection_row)
-                if attached is not None:
-                    con.execute(
-                        "UPDATE connections SET detached = NOT list_contains($names, name) "
-                        "WHERE detached = list_contains($names, name)",
-                        {"names": attached},
-                    )
-                for statement in _APPLY_SYNC:
-                    con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+
+        def fold(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+            self.record_connection(con, connection_row)
+            if attached is not None:
                 con.execute(
-                    """
-                    INSERT INTO syncs VALUES ($connection, $run_id, $started_at, now(), $full_resync, $listed, $new,
-                        $changed, $unchanged, $deleted, $moved, $probed, $carried, $accepted, $violations,
-                        $bytes_stored, $bytes_read, $requests)
-                    """,
-                    counts.__dict__,
+                    "UPDATE connections SET detached = NOT list_contains($names, name) "
+                    "WHERE detached = list_contains($names, name)",
+                    {"names": attached},
                 )
-                by_rule = con.execute(
-                    "SELECT rule, count(*) FROM violations WHERE connection = $name GROUP BY rule",
-                    {"name": counts.connection},
-                ).fetchall()
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            for statement in _APPLY_SYNC:
+                con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+            con.execute(
+                """
+                INSERT INTO syncs VALUES ($connection, $run_id, $started_at, now(), $full_resync, $listed, $new,
+                    $changed, $unchanged, $deleted, $moved, $probed, $carried, $accepted, $violations,
+                    $bytes_stored, $bytes_read, $requests)
+                """,
+                counts.__dict__,
+            )
+            return con.execute(
+                "SELECT rule, count(*) FROM violations WHERE connection = $name GROUP BY rule",
+                {"name": counts.connection},
+            ).fetchall()
+
+        with self.connect() as con:
+            by_rule = self._transaction(con, fold)
         return {rule: int(n) for rule, n in by_rule}
 
     def committed(self, connection: str, run_id: str) -> bool:
         """Whether run `run_id` folded its sync of `connection` into the index (its `syncs` row exists)."""
-        if not self.file.exists():
+        if not self.exists():
             return False
         with self.connect(read_only=True) as con:
             row = con.execute(
                 "SELECT count(*) FROM syncs WHERE connection = $c AND run_id = $r", {"c": connection, "r": run_id}
             ).fetchone()
         return bool(row and row[0])
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back whatever is open; a failed COMMIT has already ended its transaction."""
+    with suppress(duckdb.Error):
+        con.execute("ROLLBACK")

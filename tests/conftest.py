@@ -34,7 +34,7 @@ class Workspace:
 
     @property
     def index(self) -> MediaIndex:
-        return MediaIndex(path=str(self.home / "index.duckdb"))
+        return MediaIndex(url=str(self.home / "index.duckdb"))
 
     @property
     def state_store(self) -> StateStore:

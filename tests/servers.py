@@ -48,6 +48,10 @@ class Server:
     proc: subprocess.Popen[bytes]
     log: Path
     extra: dict[str, str] = field(default_factory=dict)
+    #: What ends it cleanly: SIGTERM for most; PostgreSQL's fast shutdown is SIGINT (SIGTERM waits for clients).
+    stop_signal: int = signal.SIGTERM
+    #: Folders removed once the process has ended (a server's data directory).
+    cleanup: list[Path] = field(default_factory=list)
 
     @property
     def endpoint(self) -> str:
@@ -55,12 +59,14 @@ class Server:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, self.stop_signal)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
+        for folder in self.cleanup:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def start_server(
@@ -205,3 +211,112 @@ def start_azurite(log_dir: Path) -> Server:
     )
     server.extra.update(account=AZURITE_ACCOUNT, key=AZURITE_KEY, blob_endpoint=f"{server.endpoint}/{AZURITE_ACCOUNT}")
     return server
+
+
+def postgres_bin_dir() -> Path | None:
+    """The bin folder of the newest PostgreSQL server on this machine (Debian keeps it off PATH)."""
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name), reverse=True
+    )
+    if candidates:
+        return candidates[0].parent
+    found = shutil.which("initdb")
+    return Path(found).resolve().parent if found else None
+
+
+def _as_unprivileged(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root (tests and CI are), run it as the `postgres` system user."""
+    if os.geteuid() != 0:
+        return argv
+    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *argv]
+
+
+def start_postgres(log_dir: Path) -> Server:
+    """A throwaway PostgreSQL server (Debian's packages; `make test` installs them) on a free loopback port.
+
+    initdb makes a fresh cluster in a temporary folder owned by the user it runs as, with password authentication
+    (scram-sha-256) for a superuser `bucket_sync` whose random password is in `extra["password"]`: the tests give it
+    through PGPASSWORD, as a deployment would. fsync is off: the cluster dies with the session. Stopped by its PID
+    (fast shutdown), and its folder removed.
+    """
+    import secrets
+    import tempfile
+
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        unavailable("PostgreSQL", "no initdb found; `make test` installs Debian's postgresql (apt-get as root)")
+    assert bin_dir is not None
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            unavailable("PostgreSQL", "running as root and there is no 'postgres' user to run the server as")
+    workdir = Path(tempfile.mkdtemp(prefix="bucket-sync-pg-"))
+    data = workdir / "data"
+    password = secrets.token_urlsafe(18)
+    pwfile = workdir / "pwfile"
+    pwfile.write_text(password + "\n")
+    if os.geteuid() == 0:
+        os.chown(workdir, owner.pw_uid, owner.pw_gid)
+        os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+    user = "bucket_sync"
+    init = subprocess.run(
+        _as_unprivileged(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                user,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ]
+        ),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    pwfile.unlink(missing_ok=True)
+    if init.returncode != 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+        unavailable("PostgreSQL", f"initdb failed ({init.returncode}):\n{(init.stdout + init.stderr)[-2000:]}")
+    port = free_port()
+    settings = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=200")
+    argv = [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(workdir)]
+    for setting in settings:
+        argv += ["-c", setting]
+
+    def ready(_endpoint: str) -> bool:
+        probe = [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-t", "1"]
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+
+    try:
+        server = start_server("postgres", _as_unprivileged(argv), port, ready, log_dir, cwd=workdir)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    server.stop_signal = signal.SIGINT
+    server.cleanup.append(workdir)
+    server.extra.update(user=user, password=password, host="127.0.0.1", port=str(port), bin=str(bin_dir))
+    return server
+
+
+def create_database(server: Server, name: str) -> str:
+    """Create database `name` on a `start_postgres` server; returns its libpq connection string (no password)."""
+    conninfo = f"host={server.extra['host']} port={server.extra['port']} user={server.extra['user']}"
+    psql = [str(Path(server.extra["bin"]) / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    statement = f'CREATE DATABASE "{name}"'
+    subprocess.run(
+        [*psql, "-d", f"dbname=postgres {conninfo}", "-c", statement],
+        env={**os.environ, "PGPASSWORD": server.extra["password"]},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return f"dbname={name} {conninfo}"

@@ -1,4 +1,4 @@
-"""Fixtures for the provider emulators: fake-gcs-server, Azurite, and a moto server of our own.
+"""Fixtures for the provider emulators (fake-gcs-server, Azurite, a moto server of our own) and a PostgreSQL server.
 
 The provider tests load this module with `pytest_plugins` and use only its fixtures (importing it directly would
 defeat pytest's assertion rewriting for it); a conftest may also import it. Each emulator is started
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from resources.catalog import Connection
-from tests.servers import Server, start_azurite, start_fake_gcs, start_moto
+from tests.servers import Server, start_azurite, start_fake_gcs, start_moto, start_postgres
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +37,17 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def moto_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A moto server whose IAM enforcement the tests switch on and off through /moto-api/reset-auth."""
     server = start_moto(tmp_path_factory.mktemp("moto-iam"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real PostgreSQL server (Debian's packages) for the DuckLake catalog; `extra` has user, password, bin.
+
+    Tests create a database each (tests.servers.create_database), so catalogs never meet.
+    """
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
     yield server
     server.stop()
 
