@@ -46,7 +46,7 @@ from resources.bucket import (
 from resources.catalog import Connection
 from resources.provider_base import CloudBucket, Pages, Secrets, StoreParts, Verdict
 from resources.secrets import remember
-from resources.settings.azure import AzureSettings
+from resources.settings.azure import AUTH_REMEDY, ROLE_REMEDY, AzureSettings
 
 #: Azurite's published development account (not a secret: it is in Microsoft's documentation).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -54,22 +54,6 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 
 #: Path variables azure-identity's DefaultAzureCredential reads on its own (client certificate, workload identity).
 AZURE_PATH_VARIABLES = ("AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE")
-
-_ROLE_REMEDY = (
-    "assign the identity the 'Storage Blob Data Reader' role on the container (or the account), "
-    "or use a SAS with Read and List permissions (sp=rl)"
-)
-_MODE_REMEDY = {
-    "account_key": "check the key in the variable named by auth.account_key_env (Access keys in the portal)",
-    "sas": "issue a SAS with Read and List (sp=rl) on the container, valid now, into the variable "
-    "named by auth.sas_token_env",
-    "connection_string": "check the connection string in the variable named by auth.connection_string_env",
-    "service_principal": "check auth.tenant_id, auth.client_id and the secret in the variable named "
-    "by auth.client_secret_env, and " + _ROLE_REMEDY.replace("assign", "assign the app registration"),
-    "default": "sign in (az login), or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
-    "or run with a managed identity",
-    "anonymous": "the container is not public: set its access level to Blob or Container, or use a credential",
-}
 
 
 def parse_connection_string(text: str) -> dict[str, str]:
@@ -115,6 +99,7 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
 
     provider: ClassVar[str] = "azure"
     nouns: ClassVar[tuple[str, str]] = ("container", "blob")
+    auth_remedy: ClassVar[dict[str, str]] = AUTH_REMEDY
     sdk_errors: ClassVar[tuple[type[Exception], ...]] = (AzureError,)
     connection: str
     bucket: str
@@ -239,9 +224,6 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
             pass
         return True
 
-    def _credentials_remedy(self) -> str:
-        return _MODE_REMEDY[self.auth_mode]
-
     def _probe(self) -> bool:
         with self._new_client(for_test=True) as service:
             container = service.get_container_client(self.bucket)
@@ -266,7 +248,7 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
                 return (
                     ConnectionStatus.FORBIDDEN,
                     f"the credentials cannot list or read container '{self.bucket}' ({code})",
-                    f"{_ROLE_REMEDY}; {self._credentials_remedy()}",
+                    f"{ROLE_REMEDY}; {self._credentials_remedy()}",
                 )
             return ConnectionStatus.MISCONFIGURED, f"Azure answered {code}: {exc.message}", "check the settings"
         if isinstance(exc, ServiceRequestError | ServiceResponseError):

@@ -39,7 +39,7 @@ from resources.bucket import (
 from resources.catalog import Connection
 from resources.provider_base import CloudBucket, Pages, Secrets, StoreParts, Verdict
 from resources.secrets import scrub
-from resources.settings.gcs import GCSServiceAccountAuth, GCSSettings
+from resources.settings.gcs import AUTH_REMEDY, GCSServiceAccountAuth, GCSSettings
 
 #: Read-only scope: a sync never writes to the bucket, so its token should not be able to.
 _READ_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
@@ -86,6 +86,7 @@ class GCSBucket(CloudBucket, GCSResource):
 
     provider: ClassVar[str] = "gcs"
     if_match: ClassVar[bool] = False
+    auth_remedy: ClassVar[dict[str, str]] = AUTH_REMEDY
     sdk_errors: ClassVar[tuple[type[Exception], ...]] = (gexc.GoogleAPIError,)
     connection: str
     bucket: str
@@ -137,16 +138,6 @@ class GCSBucket(CloudBucket, GCSResource):
             ) from None
         client_options = {"api_endpoint": self.endpoint} if self.endpoint else None
         return storage.Client(project=project or "bucket-sync", credentials=creds, client_options=client_options)
-
-    def _credentials_remedy(self) -> str:
-        if self.auth_mode == "service_account":
-            return "point the variable named by auth.key_file_env at a valid service-account JSON key"
-        if self.auth_mode == "default":
-            return (
-                "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS, "
-                "or use auth.mode service_account"
-            )
-        return "check options.endpoint"
 
     def _store_parts(self) -> StoreParts:
         from obstore.store import GCSStore

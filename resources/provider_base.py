@@ -119,6 +119,8 @@ class CloudBucket(PagedListing):
     nouns: ClassVar[tuple[str, str]] = ("bucket", "object")
     #: Whether obstore may send the listing's etag as If-Match (not GCS: its listing and data-plane etags differ).
     if_match: ClassVar[bool] = True
+    #: What to fix, per auth mode (the field `auth_mode`), when the credentials do not work.
+    auth_remedy: ClassVar[dict[str, str]] = {}
     #: The SDK's own error classes: a listing that raises one failed; a read that raises one is scrubbed.
     sdk_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
@@ -259,7 +261,7 @@ class CloudBucket(PagedListing):
         return None
 
     def _credentials_remedy(self) -> str:
-        return "check the auth settings of this connection"
+        return self.auth_remedy.get(getattr(self, "auth_mode", ""), "check the auth settings of this connection")
 
     def _result(self, status: ConnectionStatus, detail: str, remedy: str = "") -> ConnectionTest:
         return ConnectionTest(self.connection, self.provider, status, scrub(detail), remedy)

@@ -44,6 +44,25 @@ def azure_container_name_problem(name: str | None) -> str | None:
     return None
 
 
+#: What read access takes, in a connection test's remedy.
+ROLE_REMEDY = (
+    "assign the identity the 'Storage Blob Data Reader' role on the container (or the account), "
+    "or use a SAS with Read and List permissions (sp=rl)"
+)
+#: What to fix when a mode's credentials do not work, in a connection test's remedy.
+AUTH_REMEDY = {
+    "account_key": "check the key in the variable named by auth.account_key_env (Access keys in the portal)",
+    "sas": "issue a SAS with Read and List (sp=rl) on the container, valid now, into the variable "
+    "named by auth.sas_token_env",
+    "connection_string": "check the connection string in the variable named by auth.connection_string_env",
+    "service_principal": "check auth.tenant_id, auth.client_id and the secret in the variable named "
+    "by auth.client_secret_env, and " + ROLE_REMEDY.replace("assign", "assign the app registration"),
+    "default": "sign in (az login), or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
+    "or run with a managed identity",
+    "anonymous": "the container is not public: set its access level to Blob or Container, or use a credential",
+}
+
+
 class AzureOptions(StrictModel):
     account: Annotated[str, name_rule(azure_account_name_problem)] = Field(description="storage account name")
     endpoint: str | None = Field(

@@ -15,6 +15,15 @@ if TYPE_CHECKING:
     from resources.catalog import Connection
 
 
+#: What to fix when a mode's credentials do not work, in a connection test's remedy.
+AUTH_REMEDY = {
+    "service_account": "point the variable named by auth.key_file_env at a valid service-account JSON key",
+    "default": "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS, "
+    "or use auth.mode service_account",
+    "anonymous": "check options.endpoint",
+}
+
+
 class GCSOptions(StrictModel):
     endpoint: str | None = Field(None, description="endpoint override, e.g. a fake-gcs-server emulator")
     project: str | None = Field(None, description="project for the client (defaults to the credentials' project)")
