@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, field_validator
 
 #: The columns of one listing batch. `content_md5` is set where the provider states a content hash (S3 single-part
 #: etag, GCS md5Hash, Azure Content-MD5); it drives move detection.
@@ -68,21 +67,6 @@ def obstore_retry_config() -> dict[str, object]:
             "base": 2,
         },
     }
-
-
-class StrictModel(BaseModel):
-    """Catalog sub-models refuse unknown fields, so a typo is an error that names the field, not a silent default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class ProviderSettings(StrictModel):
-    """A provider's `options` and `auth`. Subclasses declare both; an entry without `auth` uses the default chain."""
-
-    @field_validator("auth", mode="before", check_fields=False)
-    @classmethod
-    def _no_auth_means_default(cls, v: Any) -> Any:
-        return {"mode": "default"} if v == {} else v
 
 
 class ConnectionStatus(StrEnum):
@@ -198,24 +182,14 @@ def obstore_addressable(key: str) -> bool:
     return bool(key) and _OBSTORE_UNSAFE_SEGMENT.search(key) is None
 
 
-def obstore_read(store: object, key: str, start: int, end: int, etag: str | None) -> bytes:
-    """A ranged read through obstore, with its errors mapped to ours.
+def gone(key: str) -> ObjectGone:
+    """The one wording of "deleted between listing and probe", whichever provider and read path saw it."""
+    return ObjectGone(f"'{key}' no longer exists (deleted after it was listed)")
 
-    `if_match` makes the provider refuse a read of an object overwritten since it was listed, so a probe never
-    attaches one version's facts to another version's listing row.
-    """
-    import obstore
-    from obstore.exceptions import NotFoundError, PreconditionError
 
-    options: dict[str, object] = {"range": (start, end)}
-    if etag:
-        options["if_match"] = etag
-    try:
-        return bytes(obstore.get(store, key, options=options).bytes())  # type: ignore[arg-type]
-    except (FileNotFoundError, NotFoundError) as exc:
-        raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from exc
-    except PreconditionError as exc:
-        raise ObjectChanged(f"'{key}' was overwritten after it was listed (its etag changed)") from exc
+def changed(key: str) -> ObjectChanged:
+    """The one wording of "overwritten between listing and probe", whichever provider and read path saw it."""
+    return ObjectChanged(f"'{key}' was overwritten after it was listed (its etag changed)")
 
 
 class PagedListing:

@@ -18,6 +18,7 @@ from dagster import ConfigurableResource
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from resources.secrets import ENV_NAME, has_url_userinfo
+from resources.settings import PROVIDER_SETTINGS, ProviderSettings
 
 CONNECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PROVIDERS = ("local", "s3", "gcs", "azure")
@@ -90,6 +91,14 @@ class Connection(BaseModel):
         if not is_valid_cron_string(v):
             raise ValueError(f"schedule '{v}' is not a cron expression such as \"0 2 * * *\"")
         return v
+
+    def provider_settings(self) -> ProviderSettings:
+        """`options`, `auth` and `bucket` or `root`, validated by the model the `provider` tag picks.
+
+        Not cached: a copy with other options (`model_copy(update=...)`) must not answer with the original's.
+        """
+        fields = ("provider", "bucket", "root", "options", "auth")
+        return PROVIDER_SETTINGS.validate_python({field: getattr(self, field) for field in fields})
 
     @cached_property
     def key_filter(self) -> KeyFilter:
@@ -269,10 +278,29 @@ def _format_validation_error(where: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def validate_provider_settings(conn: Connection) -> str | None:
+    """The first problem with `conn`'s provider fields, phrased as "field 'x': what to do", or None."""
+    try:
+        conn.provider_settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        parts = [str(p) for p in err["loc"][1:]]  # [0] is the union's tag: the provider
+        if parts[:1] == ["auth"] and len(parts) > 2 and parts[1] == conn.auth.get("mode"):
+            del parts[1]  # the auth union's tag: 'auth.sas.sas_token_env' reads as 'auth.sas_token_env'
+        loc = ".".join(parts)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or check its spelling"
+        elif err["type"] == "union_tag_not_found":
+            loc, msg = "auth.mode", "missing; say which auth mode this connection uses"
+        elif err["type"] == "union_tag_invalid":
+            msg = f"unknown auth mode; use one of {err['ctx'].get('expected_tags')}"
+        return f"field '{loc}': {msg}"
+    return None
+
+
 def load_catalog(path: str | os.PathLike[str]) -> Catalog:
     """Read and validate a catalog file. Raises CatalogError with every problem found, each located."""
-    from resources.providers import validate_provider_settings
-
     file = Path(path)
     if not file.is_file():
         raise CatalogError(

@@ -30,7 +30,6 @@ from resources.bucket import (
     ObjectChanged,
     ObjectGone,
     ObjectUnreadable,
-    StrictModel,
     batch_from_rows,
 )
 
@@ -49,16 +48,6 @@ _SYSTEM_ROOTS = frozenset(
 )
 #: How backslashreplace spells an undecodable byte; only bytes >= 0x80 can be undecodable in UTF-8.
 _ESCAPED_BYTE = re.compile(rb"\\x([89a-f][0-9a-f])")
-
-
-class LocalSettings(StrictModel):
-    """`options` and `auth` of a local connection: there is nothing to authenticate."""
-
-    class Options(StrictModel):
-        concurrency: int = 8
-
-    options: Options = Options()
-    auth: dict[str, str] = {}
 
 
 def local_etag(st: os.stat_result) -> str:

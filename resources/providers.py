@@ -1,74 +1,26 @@
-"""Which resource serves which provider: the one place mapping a catalog entry to a live bucket connection."""
+"""A live bucket connection for a catalog entry, and its connection test.
+
+There is no dispatch here: `Connection.provider_settings()` is the catalog's discriminated union on `provider`,
+and the settings model it picks opens its own bucket class, importing that provider's SDK only then.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from pydantic import ValidationError
-
-from resources.azure_bucket import AzureBucket, AzureSettings, validate_azure
 from resources.bucket import Bucket, ConnectionMisconfigured, ConnectionStatus, ConnectionTest
-from resources.catalog import Connection
-from resources.gcs_bucket import GCSBucket, GCSSettings, validate_gcs
-from resources.local_bucket import LocalBucket, LocalSettings
-from resources.s3_bucket import S3Bucket, S3Settings, validate_s3
+from resources.catalog import Connection, validate_provider_settings
 from resources.secrets import scrub
 
-
-def validate_provider_settings(conn: Connection) -> str | None:
-    """The first problem with `conn`'s provider fields, phrased as "field 'x': what to do", or None."""
-    if conn.provider == "local":
-        if not conn.root:
-            return "field 'root': a local connection needs `root`, the folder that acts as the bucket"
-        model: type = LocalSettings
-        names_problem = None
-    elif conn.provider == "s3":
-        model, names_problem = S3Settings, validate_s3(conn)
-    elif conn.provider == "gcs":
-        model, names_problem = GCSSettings, validate_gcs(conn)
-    elif conn.provider == "azure":
-        model, names_problem = AzureSettings, validate_azure(conn)
-    else:
-        return f"field 'provider': provider '{conn.provider}' is not available in this build"
-    try:
-        model.model_validate({"options": conn.options, "auth": conn.auth})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        parts = [str(p) for p in err["loc"] if not str(p).startswith(("S3", "Local", "GCS", "Azure"))]
-        if parts[:1] == ["auth"] and len(parts) > 2 and parts[1] == conn.auth.get("mode"):
-            del parts[1]  # the discriminated union's tag: 'auth.sas.sas_token_env' reads as 'auth.sas_token_env'
-        loc = ".".join(parts)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field; remove it or check its spelling"
-        elif err["type"] == "union_tag_not_found":
-            loc, msg = "auth.mode", "missing; say which auth mode this connection uses"
-        elif err["type"] == "union_tag_invalid":
-            msg = f"unknown auth mode {err.get('input')!r}; {msg.split('expected one of')[-1].strip()}"
-            msg = f"unknown auth mode; use one of {err['ctx'].get('expected_tags')}"
-        return f"field '{loc}': {msg}"
-    return names_problem
+__all__ = ["open_bucket", "probe_concurrency", "test_connection", "validate_provider_settings"]
 
 
 def open_bucket(conn: Connection) -> Bucket:
     """A live connection for a catalog entry. Secrets are resolved here, from the environment, at the last
     moment."""
-    if conn.provider == "local":
-        root = Path(conn.root or ".")
-        if not root.is_absolute():
-            root = Path(conn.base_dir) / root
-        return LocalBucket(connection=conn.name, root=str(root))
-    if conn.provider == "s3":
-        return S3Bucket.from_connection(conn)
-    if conn.provider == "gcs":
-        return GCSBucket.from_connection(conn)
-    if conn.provider == "azure":
-        return AzureBucket.from_connection(conn)
-    raise ValueError(f"connection '{conn.name}': provider '{conn.provider}' is not available in this build")
+    return conn.provider_settings().open(conn)
 
 
 def probe_concurrency(conn: Connection) -> int:
-    return int(conn.options.get("concurrency", 8 if conn.provider == "local" else 32))
+    return conn.provider_settings().options.concurrency
 
 
 def test_connection(conn: Connection) -> ConnectionTest:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from resources.azure_bucket import azure_account_name_problem, azure_container_name_problem, validate_azure
-from resources.catalog import Connection
-from resources.gcs_bucket import gcs_bucket_name_problem, validate_gcs
-from resources.providers import validate_provider_settings
+from resources.catalog import Connection, validate_provider_settings
+from resources.settings.azure import azure_account_name_problem, azure_container_name_problem
+from resources.settings.gcs import gcs_bucket_name_problem
 
 
 @pytest.mark.parametrize(
@@ -106,15 +105,15 @@ def conn(provider: str, bucket: str | None, **options: str) -> Connection:
 
 
 def test_validators_prefix_the_field():
-    assert validate_gcs(conn("gcs", "ok-bucket")) is None
-    assert validate_gcs(conn("gcs", "Bad")) == (
+    assert validate_provider_settings(conn("gcs", "ok-bucket")) is None
+    assert validate_provider_settings(conn("gcs", "Bad")) == (
         "field 'bucket': GCS bucket name 'Bad' may only hold lowercase letters, digits, '-', '_' and '.'"
     )
-    assert validate_azure(conn("azure", "media", account="devstore")) is None
-    assert validate_azure(conn("azure", "media", account="Dev")) == (
+    assert validate_provider_settings(conn("azure", "media", account="devstore")) is None
+    assert validate_provider_settings(conn("azure", "media", account="Dev")) == (
         "field 'options.account': Azure storage account name 'Dev' may only hold lowercase letters and digits"
     )
-    assert validate_azure(conn("azure", "me--dia", account="devstore")) == (
+    assert validate_provider_settings(conn("azure", "me--dia", account="devstore")) == (
         "field 'bucket': Azure container name 'me--dia' must not contain consecutive '-' characters"
     )
 

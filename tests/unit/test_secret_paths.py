@@ -15,7 +15,7 @@ import pytest
 
 from resources.bucket import ConnectionMisconfigured
 from resources.catalog import Connection
-from resources.gcs_bucket import GCSBucket
+from resources.providers import open_bucket
 from resources.secrets import SecretNotAPath, looks_like_key_content, resolve_env_path, scrub
 
 
@@ -84,7 +84,7 @@ def test_gcs_key_file_variable_holding_the_key_is_misconfigured_without_the_key(
     text, pem_line = key_json("gcs-from-connection")
     monkeypatch.setenv("BS_GCS_KEY_FILE", text)
     with pytest.raises(ConnectionMisconfigured) as info:
-        GCSBucket.from_connection(gcs_connection("BS_GCS_KEY_FILE", tmp_path))
+        open_bucket(gcs_connection("BS_GCS_KEY_FILE", tmp_path))
     message = str(info.value)
     assert "connection 'gcs-key'" in message and "auth.key_file_env" in message
     assert "BS_GCS_KEY_FILE" in message and "holds what looks like key content, not a path" in message
@@ -95,7 +95,7 @@ def test_gcs_key_file_path_the_system_cannot_use_is_not_quoted(monkeypatch: pyte
     unusable = "k" * (os.pathconf("/", "PC_NAME_MAX") + 1)  # one path component too long: ENAMETOOLONG
     monkeypatch.setenv("BS_GCS_LONG_PATH", unusable)
     with pytest.raises(ConnectionMisconfigured) as info:
-        GCSBucket.from_connection(gcs_connection("BS_GCS_LONG_PATH", tmp_path))
+        open_bucket(gcs_connection("BS_GCS_LONG_PATH", tmp_path))
     message = str(info.value)
     assert "BS_GCS_LONG_PATH (named by auth.key_file_env) holds a path the system cannot use" in message
     assert "k" * 50 not in message
@@ -106,5 +106,5 @@ def test_adc_variable_holding_the_key_is_refused(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", text)
     conn = gcs_connection("UNUSED", tmp_path).model_copy(update={"auth": {"mode": "default"}})
     with pytest.raises(ConnectionMisconfigured) as info:
-        GCSBucket.from_connection(conn)
+        open_bucket(conn)
     assert "GOOGLE_APPLICATION_CREDENTIALS" in str(info.value) and pem_line not in str(info.value)
