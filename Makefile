@@ -41,6 +41,7 @@ ui: setup
 bench: setup
 	$(PY) benchmarks/probe_throughput.py
 	$(PY) benchmarks/resync.py
+	$(PY) benchmarks/ui_vs_cli.py --rounds 3
 
 clean:
 	rm -rf .bucket-sync .dagster .pytest_cache .ruff_cache
