@@ -1,4 +1,5 @@
 # Every target bootstraps what it needs: a fresh clone needs only python3 (3.11+) and, for `make test`, npm.
+# The `deploy` extra (dagster-postgres, -k8s, -celery) is installed too, so the tests can load deploy/dagster.yaml.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ $(VENV)/.ready: pyproject.toml uv.lock
 	@command -v python3 >/dev/null || { echo "error: python3 (3.11 or newer) is required" >&2; exit 1; }
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv sync --frozen --inexact --quiet
+	$(VENV)/bin/uv sync --frozen --inexact --extra deploy --quiet
 	@touch $@
 
 setup: $(VENV)/.ready
@@ -55,6 +56,7 @@ ui: setup
 bench: setup
 	$(PY) benchmarks/probe_throughput.py
 	$(PY) benchmarks/resync.py
+	$(PY) benchmarks/ui_vs_cli.py --rounds 3
 
 clean:
 	rm -rf .bucket-sync .dagster .pytest_cache .ruff_cache

@@ -1,4 +1,8 @@
-"""The code location: every asset, check, job, sensor and resource, assembled in one place."""
+"""The code location: every asset, check, job, sensor and resource, assembled in one place.
+
+The executor comes from the deployment (`BUCKET_SYNC_EXECUTOR`, pipelines/executor.py): in-process unless it says
+otherwise, so a sync launched from the UI imports the cloud SDKs once, not once per step.
+"""
 
 from dagster import Definitions
 
@@ -10,6 +14,7 @@ from checks.listing_collapse import listing_collapse
 from checks.listing_gaps import listing_gaps
 from checks.media_rules import media_rules
 from pipelines.connection_test import test_connection_job
+from pipelines.executor import chosen_executor
 from pipelines.jobs import sync_job
 from pipelines.schedules import build_connection_schedules
 from pipelines.sensors import bucket_changes, connection_registry
@@ -17,11 +22,18 @@ from resources.catalog import CatalogResource
 from resources.index import MediaIndex
 from resources.state import StateStore
 
-defs = Definitions(
-    assets=[object_listing, media_probes, cvat_manifest, media_index],
-    asset_checks=[listing_collapse, listing_gaps, media_rules],
-    jobs=[sync_job, test_connection_job],
-    sensors=[connection_registry, bucket_changes],
-    schedules=build_connection_schedules(),
-    resources={"catalog": CatalogResource(), "state_store": StateStore(), "index": MediaIndex()},
-)
+
+def build_definitions() -> Definitions:
+    """Everything the code location serves, with the executor that the environment chooses at load time."""
+    return Definitions(
+        assets=[object_listing, media_probes, cvat_manifest, media_index],
+        asset_checks=[listing_collapse, listing_gaps, media_rules],
+        jobs=[sync_job, test_connection_job],
+        sensors=[connection_registry, bucket_changes],
+        schedules=build_connection_schedules(),
+        executor=chosen_executor(),
+        resources={"catalog": CatalogResource(), "state_store": StateStore(), "index": MediaIndex()},
+    )
+
+
+defs = build_definitions()
