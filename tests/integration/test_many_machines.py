@@ -45,6 +45,7 @@ import sys
 from dagster import DagsterInstance
 from pipelines.runner import run_sync
 outcome = run_sync(sys.argv[1], DagsterInstance.get(), log_level="ERROR", probe={"checkpoint_rows": 10})
+print(*outcome.failures, sep="\\n", file=sys.stderr)
 sys.exit(0 if outcome.ok else 1)
 """
 
@@ -58,22 +59,11 @@ ROWS = {
 }
 
 
-def dagster_yaml(postgres: Server, database: str) -> str:
-    """Postgres run, event and schedule storage, with the pool and queue limits the embedded instance has."""
-    from pipelines.instance import DAGSTER_YAML
-
-    config = yaml.safe_load(DAGSTER_YAML)
-    config["storage"] = {
-        "postgres": {
-            "postgres_db": {
-                "username": postgres.extra["user"],
-                "password": {"env": "PGPASSWORD"},
-                "hostname": postgres.extra["host"],
-                "port": int(postgres.extra["port"]),
-                "db_name": database,
-            }
-        }
-    }
+def dagster_yaml(postgres: Server) -> str:
+    """deploy/dagster.yaml itself (Postgres storage, the run queue's limits, pools, monitoring, compute logs on S3),
+    pointed at the test's server: this is the file a deployment uses, proven here on real parts."""
+    config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    config["storage"]["postgres"]["postgres_db"]["port"] = int(postgres.extra["port"])
     return yaml.safe_dump(config)
 
 
@@ -96,7 +86,7 @@ class Fleet:
         self.dagster_home = tmp / f"dagster-{index_url[-6:]}"
         self.dagster_home.mkdir()
         database = create_database(postgres, f"dagster_{os.urandom(4).hex()}").split()[0].removeprefix("dbname=")
-        (self.dagster_home / "dagster.yaml").write_text(dagster_yaml(postgres, database))
+        (self.dagster_home / "dagster.yaml").write_text(dagster_yaml(postgres))
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
@@ -104,6 +94,11 @@ class Fleet:
             "BUCKET_SYNC_STATE": state_url,
             "BUCKET_SYNC_INDEX": index_url,
             "PGPASSWORD": postgres.extra["password"],
+            "DAGSTER_PG_HOST": postgres.extra["host"],
+            "DAGSTER_PG_USER": postgres.extra["user"],
+            "DAGSTER_PG_PASSWORD": postgres.extra["password"],
+            "DAGSTER_PG_DB": database,
+            "DAGSTER_COMPUTE_LOG_BUCKET": state_url.removeprefix("s3://").split("/", 1)[0],
             "AWS_ACCESS_KEY_ID": S3TestBucket.KEY,
             "AWS_SECRET_ACCESS_KEY": S3TestBucket.SECRET,
             "AWS_REGION": "us-east-1",
