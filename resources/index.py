@@ -422,14 +422,18 @@ def _is_commit_conflict(exc: duckdb.Error) -> bool:
     return isinstance(exc, duckdb.TransactionException) and "conflict" in str(exc).lower()
 
 
-def _s3_secret(con: duckdb.DuckDBPyConnection, data_path: str) -> None:
-    """An S3 secret for the DuckLake data files, from the standard AWS_* variables, scoped to the data bucket.
+def _s3_secret(con: duckdb.DuckDBPyConnection, data_path: str | None) -> None:
+    """An S3 secret for the DuckLake data files, from the standard AWS_* variables, scoped to the data bucket (all of
+    S3 for a reader, which takes the catalog's data path without knowing it beforehand).
 
     Values travel as parameters, never as SQL text; the secret lives in this session's memory only.
     """
     env = os.environ
-    options = ["TYPE s3", "SCOPE $scope"]
-    params: dict[str, Any] = {"scope": "s3://" + data_path.removeprefix("s3://").split("/", 1)[0]}
+    options = ["TYPE s3"]
+    params: dict[str, Any] = {}
+    if data_path is not None:
+        options.append("SCOPE $scope")
+        params["scope"] = "s3://" + data_path.removeprefix("s3://").split("/", 1)[0]
     if env.get("AWS_ACCESS_KEY_ID"):
         options += ["KEY_ID $key_id", "SECRET $secret"]
         params |= {"key_id": env["AWS_ACCESS_KEY_ID"], "secret": env.get("AWS_SECRET_ACCESS_KEY", "")}
@@ -616,7 +620,9 @@ class MediaIndex(ConfigurableResource):
             raise IndexSettingError("MediaIndex.password_env must name an environment variable")
         con = duckdb.connect(config=dict(_OFFLINE_EXTENSIONS))
         try:
-            s3 = location.data_path.startswith("s3://")
+            # A reader takes the catalog's data path, which may be on S3 whatever this machine's default says: it
+            # can read S3 data files whenever S3 credentials are in the environment.
+            s3 = location.data_path.startswith("s3://") or (read_only and bool(os.environ.get("AWS_ACCESS_KEY_ID")))
             if not s3 and not read_only:
                 Path(location.data_path).mkdir(parents=True, exist_ok=True)
             for name in ("ducklake", "postgres_scanner", *(("httpfs",) if s3 else ())):
@@ -628,7 +634,7 @@ class MediaIndex(ConfigurableResource):
                 con.execute("CREATE SECRET bucket_sync_index_pg (TYPE postgres, PASSWORD $pw)", {"pw": password})
                 metadata = "MAP {'TYPE': 'postgres', 'SECRET': 'bucket_sync_index_pg'}"
             if s3:
-                _s3_secret(con, location.data_path)
+                _s3_secret(con, None if read_only else location.data_path)
             # A writer names the data path (a different one than the catalog's is refused: data would be split); a
             # reader takes the catalog's, so `status` and `query` work from any machine with the catalog alone.
             data = "" if read_only else ", DATA_PATH $data"
