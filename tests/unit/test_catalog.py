@@ -170,7 +170,7 @@ connections:
 
 
 def _error_in_bounded_child(path: Path, queue: Any) -> None:
-    """Load `path` in a forked child capped at 1 GiB of address space, and report the CatalogError's text."""
+    """Load `path` in a child capped at 1 GiB of address space, and report the CatalogError's text."""
     resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
     try:
         load_catalog(path)
@@ -188,15 +188,17 @@ def test_yaml_alias_bomb_is_refused_at_the_first_alias(tmp_path: Path) -> None:
     levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
     bomb = "\n".join(levels) + "\nconnections:\n  - name: a\n    provider: local\n    root: *a9\n"
     assert len(bomb.encode()) < 1000
-    context = multiprocessing.get_context("fork")
+    # A spawned child, not a forked one: forking a test process that other tests left with running threads can copy
+    # a lock those threads held (the import lock, a logging lock), and the child then waits on it forever.
+    context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(target=_error_in_bounded_child, args=(write(tmp_path, bomb), queue))
     child.start()
-    child.join(30)
+    child.join(90)
     if child.is_alive():
         child.kill()
         child.join()
-        pytest.fail("loading an 800-byte alias bomb did not finish within 30 s")
+        pytest.fail("loading an 800-byte alias bomb did not finish within 90 s")
     message = queue.get(timeout=5)
     assert "connections.yaml: line 2, column 10: YAML alias *a0 refused" in message
     assert "does not need anchors and aliases" in message

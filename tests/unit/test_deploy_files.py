@@ -24,7 +24,6 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster._core.instance.ref import InstanceRef
 
 from pipelines.executor import chosen_executor
-from resources.index import MediaIndex
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -145,7 +144,6 @@ def test_helm_user_deployment_serves_the_code_location_with_catalog_state_index_
         assert not re.search(r"(?i)(secret|passw|token)\s*=", env[key]), key
 
 
-@pytest.mark.skipif(not hasattr(MediaIndex, "url"), reason="the DuckLake index (MediaIndex.url) is not merged yet")
 def test_helm_index_setting_is_one_the_index_accepts(helm: dict[str, Any]) -> None:
     from resources.index import parse_index_url  # type: ignore[attr-defined]
 
