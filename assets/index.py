@@ -52,7 +52,7 @@ def media_index(
     keys = SnapshotKeys(name)
     conn = catalog.connection(name)
     state = ListingState.require(state_store, name)
-    with state_store.scratch_dir(f"{name}-index") as scratch:
+    with state_store.scratch_dir(name, "index") as scratch:
         snapshot = SyncSnapshot(
             changes=scratch / "changes.parquet",
             probes=scratch / "probes.parquet",

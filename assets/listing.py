@@ -252,14 +252,15 @@ def object_listing(
     keys = SnapshotKeys(name)
     # No other run syncs this connection now: what earlier runs left half-done is ours to finish or clear.
     leftovers = state_store.remove_leftovers(keys.prefix) + state_store.remove_leftovers(keys.manifest_prefix)
+    leftovers += state_store.remove_stale_scratch(name)
     if leftovers:
-        context.log.info(f"'{name}': removed {leftovers} temporary file(s) left by a killed run")
+        context.log.info(f"'{name}': removed {leftovers} temporary file(s) or folder(s) left by a killed run")
     recover(state_store, index, name, context.log.info)
     conn = catalog.connection(name)
     started_at = datetime.now(UTC)
     bucket = open_bucket(conn)
     context.log.info(f"listing {conn.provider} connection '{name}' under prefix '{conn.prefix}'")
-    with state_store.scratch_dir(f"{name}-listing") as scratch:
+    with state_store.scratch_dir(name, "listing") as scratch:
         listing, baseline = scratch / "listing.parquet", scratch / "baseline.parquet"
         changes = scratch / "changes.parquet"
         state_store.fetch(keys.baseline, baseline)

@@ -48,7 +48,7 @@ def cvat_manifest(
     name = context.partition_key
     keys = SnapshotKeys(name)
     conn = catalog.connection(name)
-    with state_store.scratch_dir(f"{name}-manifest") as scratch:
+    with state_store.scratch_dir(name, "manifest") as scratch:
         probes, manifest = scratch / "probes.parquet", scratch / "manifest.jsonl"
         if not state_store.fetch(keys.probes, probes):
             raise Failure(f"connection '{name}': no probes in the state store; materialize media_probes first")

@@ -436,7 +436,7 @@ def media_probes(
     profile = get_profile(conn.profile)
     bucket = open_bucket(conn)
     concurrency = config.concurrency or probe_concurrency(conn)
-    with state_store.scratch_dir(f"{name}-probes") as scratch:
+    with state_store.scratch_dir(name, "probes") as scratch:
         changes = scratch / "changes.parquet"
         if not state_store.fetch(keys.changes, changes):
             raise Failure(f"connection '{name}': no listing in the state store; materialize object_listing first")

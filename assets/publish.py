@@ -27,7 +27,7 @@ def publish(store: StateStore, connection: str, run_id: str) -> None:
     keys = SnapshotKeys(connection)
     state = ListingState.load(store, connection)
     if state is not None and state.run_id == run_id:
-        with store.scratch_dir(f"{connection}-publish") as scratch:
+        with store.scratch_dir(connection, "publish") as scratch:
             if store.fetch(keys.listing, scratch / "baseline.parquet"):
                 store.put(keys.baseline, scratch / "baseline.parquet")
                 BaselineState(run_id=run_id, fingerprint=state.fingerprint).save(store, connection)

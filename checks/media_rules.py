@@ -62,7 +62,7 @@ def media_rules(
     name = context.partition_key
     conn = catalog.connection(name)
     profile = get_profile(conn.profile)
-    with state_store.scratch_dir(f"{name}-rules") as scratch:
+    with state_store.scratch_dir(name, "rules") as scratch:
         violations = str(scratch / "violations.parquet")
         if not state_store.fetch(SnapshotKeys(name).violations, Path(violations)):
             raise Failure(f"connection '{name}': no violations in the state store; materialize media_probes first")

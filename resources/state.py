@@ -113,15 +113,21 @@ class StateStore(ConfigurableResource):
 
     # -- scratch ---------------------------------------------------------------------------------------------------
 
+    @property
+    def _scratch_base(self) -> Path:
+        return Path(self.scratch) if self.scratch else (self.local_root or Path(default_home()).resolve()) / "scratch"
+
     @contextmanager
-    def scratch_dir(self, label: str) -> Iterator[Path]:
+    def scratch_dir(self, connection: str, step: str) -> Iterator[Path]:
         """A private local folder for one step's working copies, removed when the step is done.
 
         For a local store it sits inside the store, so fetches and puts are links and renames on one file system.
+        Named `<connection>@<step>-...`: '@' cannot occur in a connection name, so `remove_stale_scratch` finds exactly
+        one connection's folders.
         """
-        base = Path(self.scratch) if self.scratch else (self.local_root or Path(default_home()).resolve()) / "scratch"
+        base = self._scratch_base
         base.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=base))
+        folder = Path(tempfile.mkdtemp(prefix=f"{connection}@{step}-", dir=base))
         try:
             yield folder
         finally:
@@ -259,6 +265,15 @@ class StateStore(ConfigurableResource):
 
         obstore.copy(self._remote(), source, target)
         obstore.delete(self._remote(), source)
+
+    def remove_stale_scratch(self, connection: str) -> int:
+        """Delete scratch folders that killed runs of `connection` left on this machine. Call only while no other run
+        syncs the connection. Returns how many folders it removed."""
+        base = self._scratch_base
+        stale = list(base.glob(f"{connection}@*")) if base.is_dir() else []
+        for folder in stale:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(stale)
 
     def remove_leftovers(self, prefix: str) -> int:
         """Delete temporary files that killed runs left under `prefix` on a local store (object stores have none:

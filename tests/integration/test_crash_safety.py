@@ -157,6 +157,7 @@ def test_temporary_files_of_killed_runs_are_removed_by_the_next_sync(
         snapshots / ".probes.parquet.k1ll3d.tmp",
         snapshots / "checkpoint" / ".part-00000000000000000001.parquet.abc.tmp",
         workspace.home / "manifests" / "tidy" / ".manifest.jsonl.xyz.tmp",
+        workspace.home / "scratch" / "tidy@probes-k1ll3d" / "known" / "previous.parquet",
     ]
     for path in litter:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
 def test_objects_round_trip_whole(store: StateStore, tmp_path: Path) -> None:
     assert not store.exists("snapshots/a/listing.parquet")
     assert store.read_bytes("snapshots/a/state.json") is None
-    with store.scratch_dir("a-test") as scratch:
+    with store.scratch_dir("a", "test") as scratch:
         source = scratch / "listing.parquet"
         source.write_bytes(b"PAR1 listing")
         store.put("snapshots/a/listing.parquet", source)
