@@ -13,7 +13,9 @@ $(VENV)/.ready: pyproject.toml uv.lock
 	@command -v python3 >/dev/null || { echo "error: python3 (3.11 or newer) is required" >&2; exit 1; }
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv sync --frozen --inexact --extra deploy --quiet
+	# --compile-bytecode: CI and many shells set PYTHONDONTWRITEBYTECODE, so without .pyc files written at install
+	# every process recompiles Dagster from source (import dagster: 3.7 s of CPU instead of 1.8 s here).
+	$(VENV)/bin/uv sync --frozen --inexact --extra deploy --quiet --compile-bytecode
 	@touch $@
 
 setup: $(VENV)/.ready
