@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from dagster import DagsterInstance
 
-from media import synth
+from demo import synth
 from pipelines.runner import run_sync
 from tests.conftest import Workspace
 from tests.integration.buckets import BucketUnderTest, unique_name

@@ -9,7 +9,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from media import synth
+from demo import synth
 from media.facts import MediaFacts
 from media.probe import READ_FAILED, probe
 from media.ranges import ProbeWorkExceeded, RangeReader

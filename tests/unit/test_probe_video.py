@@ -8,7 +8,7 @@ import struct
 import av
 import pytest
 
-from media import synth
+from demo import synth
 from media.facts import MediaFacts
 from media.pixel_format import from_av1c, from_avcc, from_hvcc, from_vpcc
 from media.probe import probe
