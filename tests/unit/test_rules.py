@@ -59,7 +59,7 @@ def test_profiles_and_rule_names() -> None:
     assert CVAT.rules == ("readable", "supported_format", "manifest_name")
     assert STRICT.image_formats == {"jpeg", "png", "webp", "bmp", "tiff"}
     assert STRICT.video_formats == {"mp4"}
-    assert CVAT.image_formats == STRICT.image_formats | {"gif"}
+    assert CVAT.image_formats == STRICT.image_formats | {"gif", "avif"}
     assert CVAT.video_formats == {"mp4", "mov"}
     assert get_profile("cvat") is CVAT
 
@@ -146,11 +146,30 @@ def test_mp4_and_mov_extensions_are_one_family() -> None:
     assert judge(video("mov", brand="qt  "), "a.mp4", "cvat") == []
 
 
-def test_heic_is_unsupported_everywhere() -> None:
+def test_heic_is_unsupported_everywhere_and_converted_with_libheif() -> None:
+    """CVAT decodes with stock Pillow, which cannot read HEIC: both profiles reject it, with the size still known."""
     for profile in ("strict", "cvat"):
         [violation] = judge(image("heic"), "IMG_0001.HEIC", profile)
         assert violation.message.startswith("image format heic is not accepted by")
-        assert violation.remediation == "mogrify -format jpg IMG_0001.HEIC"
+        assert violation.remediation == "heif-convert IMG_0001.HEIC IMG_0001.jpg"
+
+
+def test_avif_is_accepted_by_cvat_and_rejected_by_strict() -> None:
+    """Pillow (and so CVAT) reads AVIF natively; Vi does not accept it."""
+    assert judge(image("avif"), "photo.avif", "cvat") == []
+    [violation] = judge(image("avif"), "my photo.avif", "strict")
+    assert violation.message.startswith("image format avif is not accepted by strict")
+    assert violation.remediation == "heif-convert 'my photo.avif' 'my photo.jpg'"
+
+
+def test_rotated_heif_images_get_their_displayed_size_in_cvat_and_one_conversion_in_strict() -> None:
+    """irot/imir show as the orientation; in strict the conversion fixes it too, so it is the only finding."""
+    rotated = image("avif", orientation=6, width=4032, height=3024)
+    assert judge(rotated, "p.avif", "cvat") == []
+    assert manifest_size(rotated, "cvat") == (3024, 4032)
+    for fmt in ("avif", "heic"):
+        [violation] = judge(image(fmt, orientation=6), f"p.{fmt}", "strict")
+        assert violation.remediation == f"heif-convert p.{fmt} p.jpg"
 
 
 @pytest.mark.parametrize(
