@@ -14,6 +14,7 @@ manifest (media/keyframes.py); the media data (mdat) is never read.
 from __future__ import annotations
 
 import math
+import operator
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -475,13 +476,42 @@ def _check_movie(walker: _Walker, movie: _Movie, video: _Track, facts: MediaFact
             f"encrypted video: track {video.track_id} is protected{_scheme(video)} (original codec {video.codec}); "
             "it cannot be decoded without its key"
         )
+    samples, decode_time = _stts_totals(walker, video.stts) if video.stts is not None else (0, 0)
+    if video.timescale and video.duration:
+        _apply_presented_duration(walker, movie, video, decode_time, facts)
     if movie.fragmented:
         _count_fragments(movie, video, facts, walked_to_end)
-    elif facts.frames is None and video.stts is not None:
-        # The stts lookup is deferred: it is only needed (and only read) when stsz has no count.
-        facts.frames = _count_stts(walker, video.stts) or None
+    elif facts.frames is None:
+        facts.frames = samples or None  # stsz without a count: the samples stts times
     for track in movie.tracks:
         _check_sample_data(walker, track, walker.reader.size)
+
+
+def _apply_presented_duration(
+    walker: _Walker, movie: _Movie, video: _Track, decode_time: int, facts: MediaFacts
+) -> None:
+    """The track's duration as FFmpeg reports it: the smallest of the media duration (mdhd), the samples' total decode
+    time (stts) and the edit list's total (empty edits included), in the track's timescale.
+
+    With B-frames, writers put the composition delay into mdhd, so mdhd alone reads a frame or two too long; an edit
+    list that trims the media shortens what is presented.
+    """
+    duration = video.duration
+    if decode_time:
+        duration = min(duration, decode_time)
+    if video.elst is not None and movie.timescale:
+        try:
+            edits = _edits(walker, video.elst, [MAX_TABLE_BYTES])
+        except KeyFrameError:
+            edits = []
+        if edits:
+            duration = min(duration, sum(_rescale_near(e.duration, video.timescale, movie.timescale) for e in edits))
+    facts.duration_s = duration / video.timescale
+
+
+def _rescale_near(value: int, to_scale: int, from_scale: int) -> int:
+    """`value * to_scale / from_scale`, rounded half up (av_rescale)."""
+    return (value * to_scale + from_scale // 2) // from_scale
 
 
 def _scheme(track: _Track) -> str:
@@ -531,14 +561,19 @@ def _table(walker: _Walker, box: Box, entry_size: int, budget: list[int], *, hea
     return count, walker.read(box.payload + header, size)
 
 
-def _count_stts(walker: _Walker, box: Box) -> int:
+def _stts_totals(walker: _Walker, box: Box) -> tuple[int, int]:
+    """(samples, total decode time) from stts; (0, 0) when the table is too large to read in a probe."""
     try:
         count, data = _table(walker, box, 8, [MAX_TABLE_BYTES])
     except KeyFrameError:
-        return 0  # too large to read in a probe: the frame count stays unknown
-    # (sample_count, sample_delta) pairs of 32-bit big-endian words, summed in C: an stts of a million entries
-    # would otherwise be a million Python iterations.
-    return sum(struct.unpack(f">{count * 2}I", data)[0::2])
+        return 0, 0
+    # (sample_count, sample_delta) pairs of 32-bit big-endian words, summed in C where it can: an stts of a million
+    # entries would otherwise be a million Python iterations.
+    words = struct.unpack(f">{count * 2}I", data)
+    counts, deltas = words[0::2], words[1::2]
+    if len(set(deltas)) <= 1:
+        return sum(counts), sum(counts) * (deltas[0] if deltas else 0)
+    return sum(counts), sum(map(operator.mul, counts, deltas))
 
 
 def _check_sample_data(walker: _Walker, track: _Track, file_size: int) -> None:
