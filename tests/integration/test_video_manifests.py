@@ -3,7 +3,8 @@
 The key frames are learned by media_probes from each video's moov box and reach cvat_manifest only through the probes
 snapshot in the state store; they are compared with what CVAT records by decoding the video (tests/video_files.py).
 A re-sync carries an unchanged video's key frames forward without reading it, and a deleted video's manifest goes.
-The S3 test reads the videos through moto's server with ranged GETs, the moov of one at the end of the file.
+The S3 test reads the videos through moto's server with ranged GETs (the moov of one at the end of the file) and keeps
+the state on moto too, each sync on a fresh local home.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from assets.snapshots import SnapshotKeys
 from media import synth
 from media.cvat import video_manifest_lines
 from pipelines.runner import run_sync
+from resources.index import MediaIndex
+from resources.state import StateStore, _remote_store
 from tests.conftest import Workspace
 from tests.integration.buckets import LocalTestBucket, S3TestBucket, unique_name
 from tests.servers import Server
@@ -84,18 +87,58 @@ def test_accepted_videos_get_manifests_that_follow_the_bucket(
     assert again["clips/bframes.mp4.jsonl"] == manifests["clips/bframes.mp4.jsonl"]
 
 
-def test_video_manifests_from_an_s3_bucket_read_by_range(
-    workspace: Workspace, dagster_instance: DagsterInstance, moto_server: Server, monkeypatch: pytest.MonkeyPatch
+def test_video_manifests_with_bucket_and_state_on_s3(
+    workspace: Workspace,
+    dagster_instance: DagsterInstance,
+    moto_server: Server,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    """Videos read by range from S3, state on S3, and each sync on a fresh local home: the key frames of an unchanged
+    video reach the next sync's manifest step through the probes snapshot on S3 alone."""
     bucket = S3TestBucket(moto_server.endpoint, monkeypatch)
-    data = encode(bframes=3, gop=25, frames=250, width=320, height=240)  # about 2 MB, moov at the end
-    assert data.index(b"moov") > 1024 * 1024
-    bucket.put("raw/long.mp4", data)
+    state = S3TestBucket(moto_server.endpoint, monkeypatch)
+    for variable, value in {
+        "AWS_ACCESS_KEY_ID": S3TestBucket.KEY,
+        "AWS_SECRET_ACCESS_KEY": S3TestBucket.SECRET,
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_server.endpoint,
+        "BUCKET_SYNC_STATE": f"s3://{state.bucket}/state",
+        "BUCKET_SYNC_INDEX": str(tmp_path / "index.duckdb"),
+    }.items():
+        monkeypatch.setenv(variable, value)
+    _remote_store.cache_clear()
+    long = encode(bframes=3, gop=25, frames=250, width=320, height=240)  # about 2 MB, moov at the end
+    assert long.index(b"moov") > 1024 * 1024
+    bucket.put("raw/long.mp4", long)
     name = unique_name("videos")
     workspace.write_catalog(bucket.entry(name, profile="cvat", prefix="raw"))
-    assert run_sync(name, dagster_instance, log_level="ERROR").ok
-    assert published(workspace, name) == {"long.mp4.jsonl": expected_manifest("long.mp4", data)}
-    ((read, requests),) = workspace.query(
-        "SELECT bytes_read, requests FROM media WHERE connection = $c AND key = 'raw/long.mp4'", {"c": name}
-    )
-    assert requests <= 3 and read < len(data) / 10
+    store, keys = StateStore(url=f"s3://{state.bucket}/state"), SnapshotKeys(name)
+
+    def sync_on_a_fresh_machine(run: int) -> None:
+        monkeypatch.setenv("BUCKET_SYNC_HOME", str(tmp_path / f"home-{run}"))
+        assert run_sync(name, dagster_instance, log_level="ERROR").ok
+        assert [p for p in (tmp_path / f"home-{run}").rglob("*") if p.is_file()] == []
+
+    try:
+        sync_on_a_fresh_machine(1)
+        short = encode(bframes=2, gop=5, frames=12, moov_last=False)
+        bucket.put("raw/short.mp4", short)
+        sync_on_a_fresh_machine(2)
+        manifests = {
+            key.removeprefix(keys.video_manifest_prefix): (store.read_bytes(key) or b"").decode()
+            for key in store.list(keys.video_manifest_prefix)
+        }
+        assert manifests == {
+            "long.mp4.jsonl": expected_manifest("long.mp4", long),
+            "short.mp4.jsonl": expected_manifest("short.mp4", short),
+        }
+        with MediaIndex(url=str(tmp_path / "index.duckdb")).connect(read_only=True) as con:
+            history = con.execute("SELECT probed, carried FROM syncs ORDER BY finished_at").fetchall()
+            ((read, requests),) = con.execute(
+                "SELECT bytes_read, requests FROM media WHERE key = 'raw/long.mp4'"
+            ).fetchall()
+        assert history == [(1, 0), (1, 1)]  # the long video was read once, by the first sync
+        assert requests <= 3 and read < len(long) / 10
+    finally:
+        _remote_store.cache_clear()
