@@ -228,3 +228,21 @@ def test_empty_edit_moves_the_first_frame_later() -> None:
 def test_tables_that_cannot_give_key_frames_say_why(overrides: dict[str, object], reason: str) -> None:
     with pytest.raises(KeyFrameError, match=reason):
         cvat_keyframes(tables(**overrides))
+
+
+def test_a_video_too_long_to_index_keeps_its_facts_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from media import mp4
+
+    monkeypatch.setattr(mp4, "MAX_INDEXED_SAMPLES", 10)
+    facts = probed(encode(bframes=2, gop=5, frames=12))
+    assert (facts.frames, facts.keyframes) == (12, None)
+    assert "no CVAT video manifest: its 12 frames are more than a probe indexes (10)" in facts.notes
+
+
+def test_sample_tables_over_the_read_limit_keep_the_facts_and_say_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from media import mp4
+
+    monkeypatch.setattr(mp4, "MAX_TABLE_BYTES", 64)
+    facts = probed(encode(bframes=2, gop=5, frames=12))
+    assert facts.frames == 12 and facts.keyframes is None
+    assert any(note.startswith("no CVAT video manifest: its sample tables are larger than") for note in facts.notes)
