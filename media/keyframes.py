@@ -18,8 +18,9 @@ reproducing what FFmpeg's MP4 demuxer (libavformat/mov.c) does with the tables, 
 
 Pure arithmetic on integers: the tables come from `media/mp4.py`, which reads them from the `moov` box; nothing here
 reads media data or decodes a frame. Limits, said plainly: sync samples are taken from `stss` (partial sync `stps`
-and `rap ` sample groups are not read), and a decoder is assumed to flag exactly the sync samples as key frames and
-to drop the leading pictures of an open GOP after a seek, which is what FFmpeg's H.264, HEVC and MPEG-4 decoders do.
+and `rap ` sample groups are not read); a decoder is assumed to flag exactly the sync samples as key frames and to
+drop the leading pictures of an open GOP after a seek, as FFmpeg's H.264 and MPEG-4 Part 2 decoders do (the tests
+check both); FFmpeg's extra seek rule for HEVC open-GOP (CRA) samples is not modelled.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def _sync_flags(sync: Sequence[int] | None, count: int) -> list[bool]:
     return flags
 
 
-def _rescale(value: int, to_scale: int, from_scale: int) -> int:
+def rescale(value: int, to_scale: int, from_scale: int) -> int:
     """`value * to_scale / from_scale` rounded half away from zero, as av_rescale does."""
     num = value * to_scale
     half = from_scale // 2
@@ -208,7 +209,7 @@ class _Index:
         found_non_empty = False
         min_corrected: int | None = None
         for edit in tables.edits:
-            duration = _rescale(edit.duration, tables.track_timescale, tables.movie_timescale)
+            duration = rescale(edit.duration, tables.track_timescale, tables.movie_timescale)
             media_time = edit.media_time
             counter = entry_end
             entry_end += duration

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from media.errors import ProbeError
 from media.facts import MediaFacts
-from media.keyframes import Edit, KeyFrameError, SampleTables, cvat_keyframes
+from media.keyframes import Edit, KeyFrameError, SampleTables, cvat_keyframes, rescale
 from media.pixel_format import PARSERS
 from media.ranges import ProbeBudgetExceeded, RangeReader
 
@@ -508,13 +508,8 @@ def _apply_presented_duration(
         except KeyFrameError:
             edits = []
         if edits:
-            duration = min(duration, sum(_rescale_near(e.duration, video.timescale, movie.timescale) for e in edits))
+            duration = min(duration, sum(rescale(e.duration, video.timescale, movie.timescale) for e in edits))
     facts.duration_s = duration / video.timescale
-
-
-def _rescale_near(value: int, to_scale: int, from_scale: int) -> int:
-    """`value * to_scale / from_scale`, rounded half up (av_rescale)."""
-    return (value * to_scale + from_scale // 2) // from_scale
 
 
 def _scheme(track: _Track) -> str:
