@@ -65,6 +65,10 @@ PROBES_SCHEMA = pa.schema(
         ("requests", pa.int32()),
         ("error", pa.string()),
         ("head_sha256", pa.string()),
+        # A video's CVAT manifest rows and frame count, and the probe's notes: carried with the facts (media/facts.py).
+        ("keyframes", pa.list_(pa.struct([("number", pa.int64()), ("pts", pa.int64())]))),
+        ("decoded_frames", pa.int64()),
+        ("notes", pa.list_(pa.string())),
         ("judged_by", pa.string()),  # profile@rules version of `accepted` and the violations: see media.rules
     ]
 )
@@ -80,6 +84,14 @@ VIOLATIONS_SCHEMA = pa.schema(
     ]
 )
 BATCH_ROWS = 2048
+#: Columns that snapshots written by earlier releases lack, with the SQL type a missing one is read as.
+_LATER_COLUMNS = {
+    "version": "VARCHAR",
+    "judged_by": "VARCHAR",
+    "keyframes": "STRUCT(number BIGINT, pts BIGINT)[]",
+    "decoded_frames": "BIGINT",
+    "notes": "VARCHAR[]",
+}
 
 
 class ProbeConfig(Config):
@@ -156,7 +168,7 @@ def _plan(changes: Path, known: list[Path]) -> duckdb.DuckDBPyConnection:
     # Facts written before a column existed lack it: no version matches no versioned listing row, and no judge means
     # the verdict is judged again.
     missing = "".join(
-        f", NULL::VARCHAR AS {column}" for column in ("version", "judged_by") if column not in facts.columns
+        f", NULL::{sql_type} AS {column}" for column, sql_type in _LATER_COLUMNS.items() if column not in facts.columns
     )
     con.execute(
         f"""
@@ -170,7 +182,9 @@ def _plan(changes: Path, known: list[Path]) -> duckdb.DuckDBPyConnection:
         "AND p.last_modified IS NOT DISTINCT FROM c.last_modified AND p.version IS NOT DISTINCT FROM c.version"
     )
     read_failed = f"starts_with(coalesce(p.error, ''), '{READ_FAILED}')"
-    same_version = f"{same_object} AND NOT {read_failed}"
+    # A readable video probed before key frames were listed (no notes column then) is probed once more to get them.
+    before_key_frames = "(p.kind = 'video' AND p.error IS NULL AND p.notes IS NULL)"
+    same_version = f"{same_object} AND NOT {read_failed} AND NOT {before_key_frames}"
     con.execute(
         f"""
         CREATE VIEW plan AS

@@ -9,7 +9,11 @@ from the key as text, never through a path library, which would normalise exactl
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
+
+from media.keyframes import KeyFrame
 
 #: The extension of a key: the last `.suffix` of its final segment, as `PurePosixPath.suffix` defines it (a leading dot
 #: starts a hidden name, not a suffix; a trailing dot is no suffix). One pattern, used by Python and by DuckDB's RE2.
@@ -41,3 +45,20 @@ def unaddressable_reason(key: str) -> str | None:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
         return "the key holds control characters, which CVAT cannot carry in a file name"
     return None
+
+
+def video_manifest_lines(name: str, width: int, height: int, length: int, keyframes: Iterable[KeyFrame]) -> list[str]:
+    """A CVAT video manifest (version 1.1), one compact JSON object per line, without line ends.
+
+    A video manifest describes one video: `name` is its file name as CVAT's manifest tool writes it (the base name),
+    `resolution` the decoded frame's [width, height], `length` the number of frames, then one line per key frame with
+    its `number` and `pts`. CVAT's tool adds an md5 `checksum` of each decoded key frame; it is optional to CVAT, and
+    computing it would mean decoding the video, which is what the manifest spares.
+    """
+    header = [
+        {"version": "1.1"},
+        {"type": "video"},
+        {"properties": {"name": name, "resolution": [width, height], "length": length}},
+    ]
+    rows = ({"number": row["number"], "pts": row["pts"]} for row in keyframes)
+    return [json.dumps(line, separators=(",", ":"), ensure_ascii=False) for line in (*header, *rows)]

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from media.keyframes import KeyFrame
+
 Kind = Literal["image", "video", "other"]
 
 
@@ -42,6 +44,14 @@ class MediaFacts:
     # sha256 of the first bytes read (up to the first 16 KiB): a content fingerprint for move detection where the
     # provider's etag is not a content hash.
     head_sha256: str | None = None
+    # Video only, from the moov box (media/keyframes.py): the rows of a CVAT video manifest, and how many frames a
+    # decoder outputs (CVAT's `length`; an edit list can make it smaller than `frames`). None when they could not be
+    # computed, and `notes` then says why. Kept with the facts so an unchanged video carries them to the next sync.
+    keyframes: list[KeyFrame] | None = None
+    decoded_frames: int | None = None
+    # What a person should know that does not make the object unreadable (the track chosen among several, a
+    # fragmented file whose frame count is not in its header), one short sentence each.
+    notes: list[str] = field(default_factory=list)
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,8 +60,9 @@ class MediaFacts:
     def from_row(cls, row: dict[str, Any]) -> MediaFacts:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in row.items() if k in names}
-        if values.get("compatible_brands") is None:
-            values["compatible_brands"] = []
+        for listed in ("compatible_brands", "notes"):
+            if values.get(listed) is None:
+                values[listed] = []
         return cls(**values)
 
 

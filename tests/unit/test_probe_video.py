@@ -88,9 +88,9 @@ def test_quicktime_without_ftyp_is_mov() -> None:
     data = synth.mov()
     start = data.index(b"ftyp") - 4
     size = int.from_bytes(data[start : start + 4], "big")
-    without_ftyp = box(b"wide") + data[start + size :]
-    # Box offsets inside moov are relative to their parents, but stco holds absolute offsets: only the facts
-    # we read matter here, and none of them depends on chunk offsets.
+    # A 'wide' and a 'free' box take the ftyp's place byte for byte, so the chunk offsets in stco (absolute) still
+    # point at the samples: the sample data check would rightly call the file damaged otherwise.
+    without_ftyp = data[:start] + box(b"wide") + box(b"free", bytes(size - 16)) + data[start + size :]
     facts = probe_bytes(without_ftyp)
     assert facts.error is None
     assert (facts.format, facts.major_brand, facts.kind) == ("mov", None, "video")
