@@ -70,13 +70,26 @@ def cvat_manifest(
             "SELECT count(*) FROM read_parquet($p) WHERE kind = 'image' AND NOT accepted", {"p": str(probes)}
         ).fetchall()[0][0]
         con.close()
+        if not images:  # CVAT refuses a manifest without items: stage "none" (an empty file) instead
+            manifest.write_bytes(b"")
         state_store.put(keys.staged_manifest(context.run.run_id), manifest)
     target = f"{state_store.location}/{keys.manifest}"
-    context.log.info(f"'{name}': manifest of {images} images ({rejected} rejected images left out) staged for {target}")
+    not_published = (
+        f"no image was accepted ({rejected} rejected), and CVAT refuses a manifest without items: no image manifest "
+        "is published (the violations say why each image was left out)"
+    )
+    if images:
+        context.log.info(
+            f"'{name}': manifest of {images} images ({rejected} rejected images left out) staged for {target}"
+        )
+    else:
+        context.log.warning(f"'{name}': {not_published}")
     return MaterializeResult(
         metadata={
             "images": MetadataValue.int(images),
             "rejected_images": MetadataValue.int(int(rejected)),
-            "path": MetadataValue.text(target),
+            "path": MetadataValue.text(target if images else "(none)"),
+            "published": MetadataValue.bool(bool(images)),
+            **({} if images else {"not_published": MetadataValue.text(not_published)}),
         }
     )
