@@ -14,7 +14,9 @@ keys named here, and the only record of what a listing saw is `ListingState`, wr
                            baseline.json       BaselineState: that listing's fingerprint, for the change sensor
                            checkpoint/part-*.parquet   probe results of a run still going (or killed)
                            manifest.<run>.jsonl        a manifest staged until its run's sync is in the index
-    manifests/<connection>/manifest.jsonl      the published CVAT manifest
+                                                       (empty when the run accepted no image: publish none)
+                           bucket_manifests.json       BucketManifests: what was last written into the bucket
+    manifests/<connection>/manifest.jsonl      the published CVAT manifest (absent while no image is accepted)
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class SnapshotKeys:
         self.checkpoint_prefix = self.prefix + "checkpoint/"
         self.manifest_prefix = f"manifests/{connection}/"
         self.manifest = self.manifest_prefix + "manifest.jsonl"
+        self.bucket_manifests = self.prefix + "bucket_manifests.json"
 
     def staged_manifest(self, run_id: str) -> str:
         return f"{self.prefix}manifest.{run_id}.jsonl"
