@@ -45,7 +45,7 @@ def test_what_cvat_refuses_is_refused(text: str, problem: str) -> None:
 def test_the_ledger_counts_and_names_the_file() -> None:
     ledger = ManifestLedger()
     ledger.check("good.jsonl", IMAGES + '{"name":"a","extension":".png","width":2,"height":2}')
-    with pytest.raises(ManifestRuleError, match="bad.jsonl breaks CVAT's manifest rules"):
+    with pytest.raises(ManifestRuleError, match=r"bad\.jsonl breaks CVAT's manifest rules"):
         ledger.check("bad.jsonl", IMAGES)
     assert ledger.checked == ["good.jsonl", "bad.jsonl"] and ledger.refused == ["bad.jsonl"]
 
