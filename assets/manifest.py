@@ -131,20 +131,31 @@ def cvat_manifest(
         bundle = scratch / "video-manifests.jsonl"
         videos, missing, examples = stage_video_manifests(con, probes, conn, bundle)
         con.close()
+        if not images:  # CVAT refuses a manifest without items: stage "none" (an empty file) instead
+            manifest.write_bytes(b"")
         # The video manifests are staged first: a staged image manifest means the run's manifests are all staged.
         state_store.put(keys.staged_video_manifests(context.run.run_id), bundle)
         state_store.put(keys.staged_manifest(context.run.run_id), manifest)
     target = f"{state_store.location}/{keys.manifest}"
-    context.log.info(
-        f"'{name}': manifest of {images} images ({rejected} rejected images left out) and {videos} video manifests "
-        f"staged for {target}"
-        + (f"; {missing} accepted videos have no video manifest (see the step's metadata)" if missing else "")
+    not_published = (
+        f"no image was accepted ({rejected} rejected), and CVAT refuses a manifest without items: no image manifest "
+        "is published (the violations say why each image was left out)"
     )
+    if images:
+        context.log.info(
+            f"'{name}': manifest of {images} images ({rejected} rejected images left out) and {videos} video "
+            f"manifests staged for {target}"
+            + (f"; {missing} accepted videos have no video manifest (see the step's metadata)" if missing else "")
+        )
+    else:
+        context.log.warning(f"'{name}': {not_published}; {videos} video manifests staged")
     return MaterializeResult(
         metadata={
             "images": MetadataValue.int(images),
             "rejected_images": MetadataValue.int(int(rejected)),
-            "path": MetadataValue.text(target),
+            "path": MetadataValue.text(target if images else "(none)"),
+            "published": MetadataValue.bool(bool(images)),
+            **({} if images else {"not_published": MetadataValue.text(not_published)}),
             "video_manifests": MetadataValue.int(videos),
             "video_manifests_path": MetadataValue.text(f"{state_store.location}/{keys.video_manifest_prefix}"),
             "videos_without_manifest": MetadataValue.int(missing),

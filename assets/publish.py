@@ -8,6 +8,9 @@ last good sync left them.
 A process killed between the commit and the end of publishing leaves its staged manifests behind; the next sync of the
 connection finishes the job before it lists (`recover`): staged manifests whose run reached the index are published,
 any others are discarded.
+
+A run that accepted no image stages an empty file: CVAT refuses a manifest without items, so publishing it withdraws
+the published manifest instead of replacing it with one CVAT would refuse.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ def publish(store: StateStore, connection: str, run_id: str) -> None:
                 BaselineState(run_id=run_id, fingerprint=state.fingerprint).save(store, connection)
     publish_video_manifests(store, keys, run_id)
     staged = keys.staged_manifest(run_id)
-    if store.exists(staged):
+    size = store.size(staged)
+    if size == 0:  # no image accepted: no manifest rather than one CVAT refuses; the staged file goes last
+        store.delete(keys.manifest)
+        store.delete(staged)
+    elif size is not None:
         store.move(staged, keys.manifest)
 
 

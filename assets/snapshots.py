@@ -14,8 +14,10 @@ keys named here, and the only record of what a listing saw is `ListingState`, wr
                            baseline.json       BaselineState: that listing's fingerprint, for the change sensor
                            checkpoint/part-*.parquet   probe results of a run still going (or killed)
                            manifest.<run>.jsonl        a manifest staged until its run's sync is in the index
+                                                       (empty when the run accepted no image: publish none)
                            video-manifests.<run>.jsonl the run's video manifests, staged the same way (one line each)
-    manifests/<connection>/manifest.jsonl      the published CVAT manifest
+                           bucket_manifests.json       BucketManifests: what was last written into the bucket
+    manifests/<connection>/manifest.jsonl      the published CVAT manifest (absent while no image is accepted)
     manifests/<connection>/videos/<key>.jsonl  the published CVAT video manifest of each accepted video, named after
                                                its key relative to the prefix (`videos/<clip.mp4>.jsonl`)
 """
@@ -48,6 +50,7 @@ class SnapshotKeys:
         self.manifest_prefix = f"manifests/{connection}/"
         self.manifest = self.manifest_prefix + "manifest.jsonl"
         self.video_manifest_prefix = self.manifest_prefix + "videos/"
+        self.bucket_manifests = self.prefix + "bucket_manifests.json"
 
     def staged_manifest(self, run_id: str) -> str:
         return f"{self.prefix}manifest.{run_id}.jsonl"

@@ -62,3 +62,39 @@ def video_manifest_lines(name: str, width: int, height: int, length: int, keyfra
     ]
     rows = ({"number": row["number"], "pts": row["pts"]} for row in keyframes)
     return [json.dumps(line, separators=(",", ":"), ensure_ascii=False) for line in (*header, *rows)]
+#: The file name CVAT looks for in a cloud storage; the names inside are relative to the folder that holds it.
+MANIFEST_FILE = "manifest.jsonl"
+
+#: Extensions (lowercase, with the dot) that CVAT files as images. CVAT decides by name, not content: it asks
+#: Python's `mimetypes.guess_type` (case-insensitive), after loading its own `media.mimetypes` table, and takes every
+#: `image/*` type except SVG, which Pillow cannot open. This is the union of the two tables every CVAT install has
+#: (Python's built-in strict map, as of 3.11, and CVAT's file), minus `.svg`/`.svgz`, and minus `.pcd` and `.bin`,
+#: which CVAT maps to image types only to carry point clouds: a photo named `.bin` would be read as a LiDAR scan. A
+#: system's own /etc/mime.types may add more, but no install can be counted on to have them, so none is promised.
+CVAT_IMAGE_EXTENSIONS = frozenset(
+    {".3ds", ".ag", ".arw", ".avif", ".bay", ".bmp", ".bmq", ".cgm", ".cr2", ".crw", ".cs1", ".cs2", ".cur", ".dcr",
+     ".dds", ".djv", ".djvu", ".dng", ".dwg", ".dxf", ".emf", ".eps", ".epsf", ".epsi", ".erf", ".exr", ".fff",
+     ".fig", ".fits", ".g3", ".gif", ".hdr", ".heic", ".heif", ".hrd", ".icb", ".icns", ".ico", ".ief", ".iff",
+     ".ilbm", ".jng", ".jp2", ".jpe", ".jpeg", ".jpf", ".jpg", ".jpx", ".k25", ".kdc", ".lbm", ".lwo", ".lwob",
+     ".lws", ".mdc", ".mdi", ".mos", ".mrw", ".msod", ".nef", ".ora", ".orf", ".pbm", ".pct", ".pcx", ".pef",
+     ".pgm", ".pic", ".pict", ".pict1", ".pict2", ".png", ".pntg", ".pnm", ".pnx", ".ppm", ".psd", ".qif", ".qtif",
+     ".raf", ".ras", ".raw", ".rdc", ".rgb", ".rle", ".rp", ".rw2", ".sgi", ".sk", ".sk1", ".sr2", ".srf", ".sun",
+     ".tga", ".tif", ".tiff", ".tpic", ".vda", ".vst", ".wbmp", ".webp", ".wmf", ".x3f", ".xbm", ".xcf", ".xpm",
+     ".xwd"}
+)  # fmt: skip
+
+
+def is_cvat_image_extension(extension: str) -> bool:
+    """Whether CVAT files a name ending in `extension` (with its dot, any case; "" for none) as an image."""
+    return extension.lower() in CVAT_IMAGE_EXTENSIONS
+
+
+def manifest_has_items(data: bytes) -> bool:
+    """Whether a manifest lists anything: CVAT refuses one whose first line after the header is missing.
+
+    The header is two lines for an image manifest (version, type) and three for a video manifest (version, type,
+    properties).
+    """
+    lines = [line for line in data.splitlines() if line.strip()]
+    header = 3 if len(lines) > 1 and b'"video"' in lines[1] else 2
+    return len(lines) > header

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from media.cvat import unaddressable_reason
+from media.cvat import is_cvat_image_extension, split_name, unaddressable_reason
 from media.facts import MediaFacts
 
 WARN = "WARN"
@@ -198,6 +198,38 @@ def manifest_name(facts: MediaFacts, key: str, profile: Profile) -> list[Violati
     )
 
 
+def extension_mismatch(facts: MediaFacts, key: str, profile: Profile) -> list[Violation]:
+    """An image whose name CVAT would not file as an image (`photo.xyz`, `scan`) stays out of the image manifest.
+
+    CVAT decides what a file is from its name alone, so such an image would be refused or mistaken for something
+    else however sound its bytes. A name promising another known format (`photo.png` holding a JPEG, `clip.mp4`
+    holding a JPEG) is `supported_format`'s finding, with its own rename; this rule takes the names that promise
+    nothing CVAT knows.
+    """
+    if facts.error is not None or facts.kind != "image" or facts.format is None:
+        return []
+    base, extension = split_name(key)
+    if is_cvat_image_extension(extension):
+        return []
+    promised = _EXTENSION_FORMATS.get(extension.lower().lstrip("."))
+    if promised is not None and promised != _FAMILY.get(facts.format, facts.format):
+        return []
+    right = "." + _CANONICAL_EXTENSION.get(facts.format, facts.format)
+    renamed = base + right
+    named = f"its name ends in {extension}" if extension else "its name has no extension"
+    moves = [
+        f"mv {shlex.quote(key)} {shlex.quote(renamed)}",
+        f"aws s3 mv {shlex.quote('s3://BUCKET/' + key)} {shlex.quote('s3://BUCKET/' + renamed)}",
+        f"gcloud storage mv {shlex.quote('gs://BUCKET/' + key)} {shlex.quote('gs://BUCKET/' + renamed)}",
+    ]
+    return _violation(
+        "extension_mismatch",
+        f"left out of the manifest: the content is a {facts.format} image but {named}, which CVAT does not treat "
+        "as an image",
+        f"rename it to end in {right}: {moves[0]} (in a bucket: {moves[1]}, or {moves[2]})",
+    )
+
+
 def name_collision(key: str, name: str, taken_by: str, rank: int) -> Violation:
     """The finding for the `rank`-th key (2, 3, ...) whose manifest name the first key in key order already holds."""
     suffix = key[len(name) :]
@@ -226,12 +258,13 @@ RULES: dict[str, Rule] = {
     "mp4_brand": mp4_brand,
     "mp4_pixel_format": mp4_pixel_format,
     "manifest_name": manifest_name,
+    "extension_mismatch": extension_mismatch,
 }
 ALL_RULES: tuple[str, ...] = tuple(RULES)
 
 #: Bumped whenever a rule's verdict or message changes: verdicts judged under another version are judged again, so a
 #: carried-forward object never keeps a verdict the current rules would not give.
-RULES_VERSION = "2026-12-07"
+RULES_VERSION = "2026-11-30-heif-ext"
 
 
 def judged_by(profile: Profile) -> str:
@@ -257,7 +290,7 @@ PROFILES: dict[str, Profile] = {
     # which CVAT applies, so the manifest's displayed size is right for AVIF as for JPEG (media/heif.py).
     "cvat": Profile(
         name="cvat",
-        rules=("readable", "supported_format", "manifest_name"),
+        rules=("readable", "supported_format", "manifest_name", "extension_mismatch"),
         image_formats=frozenset({"jpeg", "png", "webp", "bmp", "tiff", "gif", "avif"}),
         video_formats=frozenset({"mp4", "mov"}),
         manifest_displayed_size=True,

@@ -53,10 +53,11 @@ def test_profiles_and_rule_names() -> None:
         "mp4_brand",
         "mp4_pixel_format",
         "manifest_name",
+        "extension_mismatch",
     )
     assert set(RULES) == set(ALL_RULES)
     assert STRICT.rules == ALL_RULES
-    assert CVAT.rules == ("readable", "supported_format", "manifest_name")
+    assert CVAT.rules == ("readable", "supported_format", "manifest_name", "extension_mismatch")
     assert STRICT.image_formats == {"jpeg", "png", "webp", "bmp", "tiff"}
     assert STRICT.video_formats == {"mp4"}
     assert CVAT.image_formats == STRICT.image_formats | {"gif", "avif"}
@@ -75,7 +76,7 @@ def test_unknown_profile_names_the_known_ones() -> None:
 def test_compliant_files_pass_both_profiles(profile: str) -> None:
     assert judge(image(orientation=1), "photos/a.jpg", profile) == []
     assert judge(image("png"), "b.png", profile) == []
-    assert judge(image("jpeg", orientation=None), "no-extension", profile) == []
+    assert judge(image("jpeg", orientation=None), "upper/CASE.JPEG", profile) == []
     assert judge(video(), "clips/c.mp4", profile) == []
 
 
@@ -139,6 +140,41 @@ def test_extension_that_lies_and_an_unsupported_format_together() -> None:
     assert violation.message.startswith("image format gif is not accepted by strict")
     assert violation.message.endswith("; the name ends in .png but the content is gif")
     assert violation.remediation == "mogrify -format jpg a.png"
+
+
+@pytest.mark.parametrize("profile", ["strict", "cvat"])
+@pytest.mark.parametrize(
+    ("key", "named", "renamed"),
+    [
+        ("shots/photo.xyz", "its name ends in .xyz", "shots/photo.jpg"),
+        ("shots/scan", "its name has no extension", "shots/scan.jpg"),
+        ("shots/IMG.JFIF", "its name ends in .JFIF", "shots/IMG.jpg"),
+        ("shots/cloud.bin", "its name ends in .bin", "shots/cloud.jpg"),
+    ],
+)
+def test_an_image_named_as_no_image_cvat_knows_is_left_out(profile: str, key: str, named: str, renamed: str) -> None:
+    [violation] = judge(image(orientation=1), key, profile)
+    assert violation.rule == "extension_mismatch"
+    assert violation.message == (
+        f"left out of the manifest: the content is a jpeg image but {named}, which CVAT does not treat as an image"
+    )
+    assert violation.remediation.startswith(f"rename it to end in .jpg: mv {key} {renamed} (in a bucket: aws s3 mv")
+    assert f"gcloud storage mv gs://BUCKET/{key} gs://BUCKET/{renamed}" in violation.remediation
+
+
+def test_extension_mismatch_leaves_lying_known_extensions_to_supported_format() -> None:
+    """`clip.mp4` holding a JPEG is one finding, with supported_format's rename, not two."""
+    assert rules_hit(judge(image(orientation=1), "clip.mp4", "cvat")) == ["supported_format"]
+    assert judge(image("tiff"), "scan.TIF", "cvat") == []
+    assert judge(video(), "clips/no-extension", "cvat") == []  # videos are not this rule's business
+    [renamed] = judge(image("tiff"), "scan.dat", "cvat")
+    assert "mv scan.dat scan.tif" in renamed.remediation
+
+
+def test_extension_mismatch_quotes_keys_for_the_shell() -> None:
+    [violation] = judge(image(orientation=1), "odd/it's here", "cvat")
+    first = violation.remediation.removeprefix("rename it to end in .jpg: ").split(" (in a bucket")[0]
+    assert shlex.split(first) == ["mv", "odd/it's here", "odd/it's here.jpg"]
 
 
 def test_mp4_and_mov_extensions_are_one_family() -> None:
