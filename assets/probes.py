@@ -41,6 +41,7 @@ ARROW_TYPES: dict[ColumnType, pa.DataType] = {
     "int64": pa.int64(),
     "float64": pa.float64(),
     "string_list": pa.list_(pa.string()),
+    "keyframe_list": pa.list_(pa.struct([("number", pa.int64()), ("pts", pa.int64())])),
 }
 
 
@@ -171,7 +172,9 @@ def _plan(changes: Path, known: list[Path]) -> duckdb.DuckDBPyConnection:
         "AND p.last_modified IS NOT DISTINCT FROM c.last_modified AND p.version IS NOT DISTINCT FROM c.version"
     )
     read_failed = f"starts_with(coalesce(p.error, ''), '{READ_FAILED}')"
-    same_version = f"{same_object} AND NOT {read_failed}"
+    # A readable video probed before key frames were listed (no notes column then) is probed once more to get them.
+    before_key_frames = "(p.kind = 'video' AND p.error IS NULL AND p.notes IS NULL)"
+    same_version = f"{same_object} AND NOT {read_failed} AND NOT {before_key_frames}"
     con.execute(
         f"""
         CREATE VIEW plan AS

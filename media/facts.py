@@ -8,7 +8,7 @@ The field names are the public column names of the index's `media` table (DESIGN
 The field order is the column order of a new index (new fields go last).
 
 Types are declared abstractly (`ColumnType`), not as pyarrow or DuckDB types: media/ stays importable without either,
-and each place that stores facts maps these five names to its own types with a small table of its own.
+and each place that stores facts maps these few names to its own types with a small table of its own.
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
+from media.keyframes import KeyFrame
+
 Kind = Literal["image", "video", "other"]
 
-#: The column types a fact can have: a string, a 32- or 64-bit integer, a double, or a list of strings.
-ColumnType = Literal["string", "int32", "int64", "float64", "string_list"]
+#: The column types a fact can have: a string, a 32- or 64-bit integer, a double, a list of strings, or a video's key
+#: frames (a list of media.keyframes.KeyFrame: `number` and `pts`, both 64-bit integers).
+ColumnType = Literal["string", "int32", "int64", "float64", "string_list", "keyframe_list"]
 
 _TYPE, _REQUIRED = "column_type", "required"
 
@@ -62,6 +65,14 @@ class MediaFacts:
     # sha256 of the first bytes read (up to the first 16 KiB): a content fingerprint for move detection where the
     # provider's etag is not a content hash.
     head_sha256: str | None = field(default=None, metadata=_column("string"))
+    # Video only, from the moov box (media/keyframes.py): the rows of a CVAT video manifest, and how many frames a
+    # decoder outputs (CVAT's `length`; an edit list can make it smaller than `frames`). None when they could not be
+    # computed, and `notes` then says why. Kept with the facts so an unchanged video carries them to the next sync.
+    keyframes: list[KeyFrame] | None = field(default=None, metadata=_column("keyframe_list"))
+    decoded_frames: int | None = field(default=None, metadata=_column("int64"))
+    # What a person should know that does not make the object unreadable (the track chosen among several, a
+    # fragmented file whose frame count is not in its header), one short sentence each.
+    notes: list[str] = field(default_factory=list, metadata=_column("string_list"))
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,8 +81,9 @@ class MediaFacts:
     def from_row(cls, row: dict[str, Any]) -> MediaFacts:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in row.items() if k in names}
-        if values.get("compatible_brands") is None:
-            values["compatible_brands"] = []
+        for listed in ("compatible_brands", "notes"):
+            if values.get(listed) is None:
+                values[listed] = []
         return cls(**values)
 
 

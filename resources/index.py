@@ -125,6 +125,7 @@ SQL_TYPES: dict[ColumnType, str] = {
     "int64": "BIGINT",
     "float64": "DOUBLE",
     "string_list": "VARCHAR[]",
+    "keyframe_list": "STRUCT(number BIGINT, pts BIGINT)[]",
 }
 
 

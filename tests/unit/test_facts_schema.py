@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import duckdb
 import pyarrow as pa
@@ -58,7 +58,7 @@ def test_every_declared_fact_is_in_the_parquet_schema_and_the_ddl() -> None:
 
 
 def test_every_column_type_maps_to_arrow_and_duckdb() -> None:
-    types = {"string", "int32", "int64", "float64", "string_list"}
+    types = set(get_args(ColumnType))
     assert set(ARROW_TYPES) == types and set(SQL_TYPES) == types
 
 
@@ -79,6 +79,7 @@ def sample(column: str, column_type: ColumnType, salt: int) -> Any:
         "int64": 2**40 + salt,
         "float64": 12.5 + salt,
         "string_list": [f"{column}-{salt}", "isom"],
+        "keyframe_list": [{"number": 0, "pts": 0}, {"number": 30 + salt, "pts": 2**33 + salt}],
     }[column_type]
 
 
