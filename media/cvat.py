@@ -62,6 +62,8 @@ def video_manifest_lines(name: str, width: int, height: int, length: int, keyfra
     ]
     rows = ({"number": row["number"], "pts": row["pts"]} for row in keyframes)
     return [json.dumps(line, separators=(",", ":"), ensure_ascii=False) for line in (*header, *rows)]
+
+
 #: The file name CVAT looks for in a cloud storage; the names inside are relative to the folder that holds it.
 MANIFEST_FILE = "manifest.jsonl"
 
