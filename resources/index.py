@@ -422,6 +422,22 @@ def extension_path(name: str) -> Path:
     )
 
 
+def _attach_once_created(con: duckdb.DuckDBPyConnection, *, read_only: bool) -> None:
+    """ATTACH the DuckLake catalog. The first ATTACH of a writer creates the catalog's tables in Postgres, and two
+    first writers on many machines can race there: the loser fails on a duplicate key of `ducklake_metadata`. The
+    catalog then exists, so attaching again succeeds; a few tries cover it without a lock across machines."""
+    statement = f"ATTACH 'ducklake:bucket_sync_index' AS {LAKE_ALIAS}{' (READ_ONLY)' if read_only else ''}"
+    for attempt in range(3):
+        try:
+            con.execute(statement)
+            return
+        except duckdb.Error as exc:
+            raced = "duplicate key" in str(exc).lower() or "already exists" in str(exc).lower()
+            if read_only or not raced or attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def _sql_string(value: str) -> str:
     """A SQL string literal, for the one statement that takes no parameters (LOAD)."""
     return "'" + value.replace("'", "''") + "'"
@@ -653,7 +669,7 @@ class MediaIndex(ConfigurableResource):
                 f"METADATA_PARAMETERS {metadata})",
                 {"catalog": location.catalog, **({} if read_only else {"data": location.data_path})},
             )
-            con.execute(f"ATTACH 'ducklake:bucket_sync_index' AS {LAKE_ALIAS}{' (READ_ONLY)' if read_only else ''}")
+            _attach_once_created(con, read_only=read_only)
             con.execute(f"USE {LAKE_ALIAS}")
         except IndexUnavailable:
             con.close()
