@@ -131,10 +131,11 @@ def judge_cors(
 ) -> tuple[CorsStatus, str]:
     """The verdict for `origin` over `rules`: MISSING, TOO_NARROW, TOO_BROAD or ALLOWED, with the reason.
 
-    Browsers use the first rule whose origin and method match (S3, GCS and Azure all evaluate in order), so a rule
-    for the origin that lacks a header is too narrow even if a later one would do: the first matching rule that
-    allows GET decides. A broken app is reported before a broad rule: it is the more urgent problem. `private`:
-    reading needs credentials, so a `*` origin lets any web page that holds a signed URL read it from a browser.
+    S3, GCS and Azure answer a request with the first rule that matches its origin, method and requested headers,
+    so one complete rule for the origin is enough, wherever it stands; when none is, the first rule for the origin
+    that allows GET is the one to widen, and its shortfall is the reason. A broken app is reported before a broad
+    rule: it is the more urgent problem. `private`: reading needs credentials, so a `*` origin lets any web page
+    that holds a signed URL read it from a browser.
     """
     origin = normalise_origin(origin)
     matching = [r for r in rules if any(origin_matches(o, origin) for o in r.origins)]
@@ -142,9 +143,9 @@ def judge_cors(
         near = [o for r in rules for o in r.origins if o.strip() != "*" and _pattern_match(o, origin, ignore_case=True)]
         hint = f" (rule origin {near[0]!r} differs only in case; browsers send {origin!r})" if near else ""
         return CorsStatus.MISSING, f"no CORS rule allows the origin {origin}{hint}"
-    deciding = next((r for r in matching if _allows_method(r, "GET")), matching[0])
-    shortfall = _shortfall(deciding, needed_headers)
-    if shortfall:
+    if not any(not _shortfall(r, needed_headers) for r in matching):
+        closest = next((r for r in matching if _allows_method(r, "GET")), matching[0])
+        shortfall = _shortfall(closest, needed_headers)
         return (
             CorsStatus.TOO_NARROW,
             f"the rule for {origin} does not allow {', '.join(shortfall)} (needed to load and seek media)",
@@ -160,11 +161,14 @@ def judge_cors(
 
 
 def recommended_rules(rules: list[CorsRule] | tuple[CorsRule, ...], origin: str) -> list[CorsRule]:
-    """The rules the fix writes: one complete rule for `origin` first, then the existing rules that neither name
-    `origin` nor allow every origin (a put replaces the whole configuration, so other apps' rules are kept)."""
+    """The rules the fix writes: one complete rule for `origin` first, then the existing rules but those that allow
+    every origin or name only `origin` (a put replaces the whole configuration, so other apps' rules, wildcard
+    subdomains included, are kept; the new rule comes first so it is the one that answers for `origin`)."""
     origin = normalise_origin(origin)
     wanted = CorsRule((origin,), NEEDED_METHODS, ("*",), EXPOSED_HEADERS, MAX_AGE_S)
-    kept = [r for r in rules if not any(o.strip() == "*" or origin_matches(o, origin) for o in r.origins)]
+    kept = [
+        r for r in rules if not any(o.strip() == "*" for o in r.origins) and {o.strip() for o in r.origins} != {origin}
+    ]
     return [wanted, *kept]
 
 

@@ -54,10 +54,14 @@ def test_too_narrow_names_what_is_lacking(rule: CorsRule, lacking: str):
     assert lacking in reason
 
 
-def test_the_first_rule_allowing_get_decides():
+def test_one_complete_rule_for_the_origin_suffices_wherever_it_stands():
+    # Providers answer with the first rule matching origin, method and requested headers.
     narrow = CorsRule((APP,), ("GET", "HEAD"), ())
-    assert status([narrow, FULL]) is CorsStatus.TOO_NARROW
+    assert status([narrow, FULL]) is CorsStatus.ALLOWED
     assert status([FULL, narrow]) is CorsStatus.ALLOWED
+    # Without one, the reason is the shortfall of the first rule for the origin that allows GET.
+    found, reason = judge_cors([CorsRule((APP,), ("PUT",), ("*",)), narrow], APP, private=True)
+    assert found is CorsStatus.TOO_NARROW and "header Range" in reason and "GET" not in reason
 
 
 def test_star_origin_is_too_broad_on_a_private_bucket_only():
@@ -141,6 +145,7 @@ def _fixed_rules_s3(fix: str) -> list[CorsRule]:
         [CorsRule((APP,), ("GET",), ())],
         [CorsRule(("*",), ("GET", "HEAD"), ("*",))],
         [CorsRule(("https://other.example",), ("PUT",), ("*",)), CorsRule((APP,), ("GET",), ())],
+        [CorsRule(("https://*.example.com",), ("GET",), ("*",))],
     ],
 )
 def test_s3_fix_makes_the_origin_allowed_and_keeps_other_apps_rules(rules: list[CorsRule]):
@@ -149,8 +154,8 @@ def test_s3_fix_makes_the_origin_allowed_and_keeps_other_apps_rules(rules: list[
     assert verdict.fix.startswith("aws s3api put-bucket-cors --bucket media --cors-configuration ")
     fixed = _fixed_rules_s3(verdict.fix)
     assert judge_cors(fixed, APP, private=True)[0] is CorsStatus.ALLOWED
-    others = [r for r in rules if "https://other.example" in r.origins]
-    assert all(r in fixed for r in others)
+    others = [r for r in rules if "*" not in r.origins and r.origins != (APP,)]
+    assert all(r in fixed for r in others)  # other apps' rules, a wildcard subdomain rule included, are kept
 
 
 def test_gcs_fix_is_a_cors_file_with_range_allowed():
