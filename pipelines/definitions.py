@@ -10,6 +10,7 @@ from assets.index import media_index
 from assets.listing import object_listing
 from assets.manifest import cvat_manifest
 from assets.probes import media_probes
+from checks.cors_audit import cors_audit
 from checks.listing_collapse import listing_collapse
 from checks.listing_gaps import listing_gaps
 from checks.media_rules import media_rules
@@ -27,7 +28,7 @@ def build_definitions() -> Definitions:
     """Everything the code location serves, with the executor that the environment chooses at load time."""
     return Definitions(
         assets=[object_listing, media_probes, cvat_manifest, media_index],
-        asset_checks=[listing_collapse, listing_gaps, media_rules],
+        asset_checks=[listing_collapse, listing_gaps, media_rules, cors_audit],
         jobs=[sync_job, test_connection_job],
         sensors=[connection_registry, bucket_changes],
         schedules=build_connection_schedules(),

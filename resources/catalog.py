@@ -17,6 +17,7 @@ import yaml
 from dagster import ConfigurableResource
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from media.cors import normalise_origin, origin_problem
 from resources.secrets import ENV_NAME, has_url_userinfo
 from resources.settings import PROVIDER_SETTINGS, ProviderSettings
 
@@ -61,6 +62,13 @@ class Connection(BaseModel):
             "write bucket-sync ever makes, so it needs write permission on those keys and is off unless asked for"
         ),
     )
+    cors_origin: str | None = Field(
+        None,
+        description=(
+            "the web origin that loads this connection's media in a browser (e.g. https://app.cvat.ai): the "
+            "cors_audit check and `bucket-sync test` say whether the bucket's CORS rules let it, and how to fix them"
+        ),
+    )
     schedule: str | None = None
     description: str = ""
     #: Folder of the catalog file: relative local roots and key files resolve against it, not the working directory.
@@ -87,6 +95,16 @@ class Connection(BaseModel):
             raise ValueError(f"prefix '{v}' has an empty, '.' or '..' segment; write the folder path plainly")
         # A prefix names a folder: 'cats' must not also match 'catsanddogs/'.
         return v if not v or v.endswith("/") else v + "/"
+
+    @field_validator("cors_origin")
+    @classmethod
+    def _cors_origin(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        problem = origin_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return normalise_origin(v)
 
     @field_validator("schedule")
     @classmethod

@@ -153,6 +153,10 @@ class LocalBucket(ConfigurableResource):
             return [f"root is the system folder {root}: it holds system files, not media; is `root` a mistake?"]
         return []
 
+    def cors_rules(self) -> None:
+        """A folder is not served to browsers: CORS does not apply."""
+        return None
+
     def listing_gaps(self) -> list[str]:
         """Folders (keys ending in "/") the last full walk could not read, after `iter_listing` is exhausted.
 
