@@ -17,6 +17,7 @@ from checks.media_rules import media_rules
 from pipelines.connection_test import test_connection_job
 from pipelines.executor import chosen_executor
 from pipelines.jobs import sync_job
+from pipelines.notifications import sync_failure_notifications, sync_success_notifications
 from pipelines.schedules import build_connection_schedules
 from pipelines.sensors import bucket_changes, connection_registry
 from resources.catalog import CatalogResource
@@ -30,7 +31,7 @@ def build_definitions() -> Definitions:
         assets=[object_listing, media_probes, cvat_manifest, media_index],
         asset_checks=[listing_collapse, listing_gaps, media_rules, cors_audit],
         jobs=[sync_job, test_connection_job],
-        sensors=[connection_registry, bucket_changes],
+        sensors=[connection_registry, bucket_changes, sync_failure_notifications, sync_success_notifications],
         schedules=build_connection_schedules(),
         executor=chosen_executor(),
         resources={"catalog": CatalogResource(), "state_store": StateStore(), "index": MediaIndex()},

@@ -29,7 +29,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import duckdb
@@ -258,6 +258,20 @@ _APPLY_SYNC = (
     """,
     "UPDATE connections SET last_synced = now(), first_synced = coalesce(first_synced, now()) WHERE name = $name",
 )
+
+
+#: This sync's violations whose (key, rule) the connection's rows in the index (the previous sync's) do not hold.
+_NEW_VIOLATIONS = """
+SELECT count(*) FROM (SELECT DISTINCT key, rule FROM read_parquet($violations) WHERE list_contains($rules, rule)) v
+WHERE NOT EXISTS (SELECT 1 FROM violations o WHERE o.connection = $name AND o.key = v.key AND o.rule = v.rule)
+"""
+
+
+class SyncFolded(NamedTuple):
+    """What folding a sync into the index found: the violations per rule now held, and how many are new."""
+
+    by_rule: dict[str, int]
+    new_violations: int
 
 
 class IndexUnavailable(Exception):
@@ -723,7 +737,7 @@ class MediaIndex(ConfigurableResource):
         rules: tuple[str, ...],
         counts: SyncCounts,
         attached: list[str] | None = None,
-    ) -> dict[str, int]:
+    ) -> SyncFolded:
         """Fold one sync into the index in a single transaction: objects, tombstones, moves, facts, violations and
         history. Either all of it is visible afterwards or none of it is.
 
@@ -732,7 +746,7 @@ class MediaIndex(ConfigurableResource):
         for the sync's in the same transaction, so a reader never sees one sync's violations beside another sync's
         objects. `attached` (the catalog's connection names) flags every other connection as detached in the same
         transaction: the index's only writer is a sync, which holds the `duckdb_index` pool. Returns the violation
-        count per rule now in the index.
+        count per rule now in the index, and how many of the sync's violations the previous sync did not have.
         """
         params = {
             "name": counts.connection,
@@ -743,8 +757,11 @@ class MediaIndex(ConfigurableResource):
             "rules": list(rules),
         }
 
-        def fold(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+        def fold(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple[Any, ...]], int]:
             self.record_connection(con, connection_row)
+            # Counted before the swap below, against the rows the previous committed sync left: a (key, rule) pair
+            # is new when that sync did not report it. A fixed file that breaks again counts as new again.
+            new = con.execute(_NEW_VIOLATIONS, {k: params[k] for k in ("name", "violations", "rules")}).fetchone()
             if attached is not None:
                 con.execute(
                     "UPDATE connections SET detached = NOT list_contains($names, name) "
@@ -761,14 +778,15 @@ class MediaIndex(ConfigurableResource):
                 """,
                 counts.__dict__,
             )
-            return con.execute(
+            by_rule = con.execute(
                 "SELECT rule, count(*) FROM violations WHERE connection = $name GROUP BY rule",
                 {"name": counts.connection},
             ).fetchall()
+            return by_rule, int(new[0]) if new else 0
 
         with self.connect() as con:
-            by_rule = self._transaction(con, fold)
-        return {rule: int(n) for rule, n in by_rule}
+            by_rule, new_violations = self._transaction(con, fold)
+        return SyncFolded({rule: int(n) for rule, n in by_rule}, new_violations)
 
     def committed(self, connection: str, run_id: str) -> bool:
         """Whether run `run_id` folded its sync of `connection` into the index (its `syncs` row exists)."""
