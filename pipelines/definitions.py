@@ -18,8 +18,8 @@ from pipelines.executor import chosen_executor
 from pipelines.jobs import sync_job
 from pipelines.schedules import build_connection_schedules
 from pipelines.sensors import bucket_changes, connection_registry
-from resources.catalog import CatalogResource
-from resources.index import MediaIndex
+from resources.catalog_resource import CatalogResource
+from resources.index_resource import MediaIndex
 from resources.state import StateStore
 
 

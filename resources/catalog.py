@@ -14,8 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
-from dagster import ConfigurableResource
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from resources.secrets import ENV_NAME, has_url_userinfo
 from resources.settings import PROVIDER_SETTINGS, ProviderSettings
@@ -32,6 +31,10 @@ _INLINE_SECRET = re.compile(
 
 # Identifiers that are long but public (Azure tenant and client ids): never mistaken for a secret.
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+#: Validation context key: False skips the cron check of `schedule` (see `load_catalog`).
+CHECK_SCHEDULES = "check_schedules"
 
 
 class CatalogError(ValueError):
@@ -83,8 +86,10 @@ class Connection(BaseModel):
 
     @field_validator("schedule")
     @classmethod
-    def _schedule(cls, v: str | None) -> str | None:
-        if v is None:
+    def _schedule(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # The cron check is Dagster's own (what a ScheduleDefinition accepts), so it imports Dagster: a reader that
+        # wants only the names (`bucket-sync status`) skips it through the validation context.
+        if v is None or (info.context or {}).get(CHECK_SCHEDULES) is False:
             return v
         from dagster._utils.schedules import is_valid_cron_string
 
@@ -299,8 +304,12 @@ def validate_provider_settings(conn: Connection) -> str | None:
     return None
 
 
-def load_catalog(path: str | os.PathLike[str]) -> Catalog:
-    """Read and validate a catalog file. Raises CatalogError with every problem found, each located."""
+def load_catalog(path: str | os.PathLike[str], *, check_schedules: bool = True) -> Catalog:
+    """Read and validate a catalog file. Raises CatalogError with every problem found, each located.
+
+    `check_schedules=False` leaves `schedule` cron expressions unchecked: checking them imports Dagster, which a
+    reader that only wants the connection names (`bucket-sync status`) must not pay for. Everything else is checked.
+    """
     file = Path(path)
     if not file.is_file():
         raise CatalogError(
@@ -347,7 +356,10 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
             problems.extend(f"{where}, {problem}" for problem in secrets)
             continue
         try:
-            conn = Connection.model_validate({**_strip_lines(entry), "base_dir": str(file.parent.resolve())})
+            conn = Connection.model_validate(
+                {**_strip_lines(entry), "base_dir": str(file.parent.resolve())},
+                context={CHECK_SCHEDULES: check_schedules},
+            )
         except ValidationError as exc:
             problems.append(_format_validation_error(where, exc))
             continue
@@ -384,8 +396,11 @@ def default_catalog_path() -> str:
     return os.environ.get("BUCKET_SYNC_CATALOG", "connections.yaml")
 
 
-class CatalogResource(ConfigurableResource):
-    """The catalog as a Dagster resource, so assets, sensors and schedules all read the same file."""
+class CatalogFile(BaseModel):
+    """The catalog file a process reads, re-read at every load. `CatalogResource` (resources/catalog_resource.py) is
+    this as the code location's Dagster resource; the CLI uses it as it is, without importing Dagster."""
+
+    model_config = ConfigDict(frozen=True)
 
     path: str | None = Field(None, description="catalog file; default $BUCKET_SYNC_CATALOG or ./connections.yaml")
 
@@ -394,9 +409,9 @@ class CatalogResource(ConfigurableResource):
         """Resolved at use, not import, so one code location serves whatever the environment points at."""
         return self.path or default_catalog_path()
 
-    def load(self) -> Catalog:
+    def load(self, *, check_schedules: bool = True) -> Catalog:
         """Re-read the file: sensors call this every tick, so an edit is picked up without a redeploy."""
-        return load_catalog(self.resolved_path)
+        return load_catalog(self.resolved_path, check_schedules=check_schedules)
 
     def connection(self, name: str) -> Connection:
         return self.load().get(name)
