@@ -208,7 +208,7 @@ def status() -> None:
     from rich.text import Text
 
     from pipelines.summary import status_rows
-    from resources.catalog import CatalogError, CatalogFile
+    from resources.catalog_yaml import CatalogError, catalog_names, default_catalog_path
 
     index = _reader_index()
     with _reading_index(index):
@@ -217,8 +217,8 @@ def status() -> None:
         out.print("nothing indexed yet: run `bucket-sync sync NAME` (or `bucket-sync demo`)")
         return
     try:
-        # Names only: the cron check of `schedule` would import Dagster, and status has no use for it.
-        in_catalog: set[str] | None = set(CatalogFile().load(check_schedules=False).connections)
+        # Names only: validating the entries would build the catalog's models (and check a schedule with Dagster).
+        in_catalog: set[str] | None = catalog_names(default_catalog_path())
     except CatalogError:
         in_catalog = None  # status still answers from the index alone
     table = Table(

@@ -44,11 +44,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    """A home with an index holding one synced connection, and a catalog of every provider, one with a schedule.
-
-    The cloud entries make the catalog validate every provider's settings model; the schedule is the one field whose
-    check is Dagster's own.
-    """
+    """A home with an index of two synced connections, `disk` and `old`, and a catalog without `old` that holds an
+    entry of every provider, one with a schedule (the one field whose check is Dagster's own)."""
     home = tmp_path / "home"
     catalog = tmp_path / "connections.yaml"
     catalog.write_text(
@@ -64,9 +61,10 @@ def env(tmp_path: Path) -> dict[str, str]:
     )  # fmt: skip
     index = IndexAccess(url=str(home / "index.duckdb"))
     with index.connect() as con:  # a writer's session creates the tables
-        row = {"name": "disk", "provider": "local", "location": "bucket", "prefix": "", "profile": "strict"}
-        index.record_connection(con, row)
-        con.execute("UPDATE connections SET last_synced = now() WHERE name = 'disk'")
+        for name in ("disk", "old"):
+            row = {"name": name, "provider": "local", "location": "bucket", "prefix": "", "profile": "strict"}
+            index.record_connection(con, row)
+        con.execute("UPDATE connections SET last_synced = now()")
     variables = ("BUCKET_SYNC_INDEX", "BUCKET_SYNC_STATE", "BUCKET_SYNC_INDEX_DATA", "DAGSTER_HOME")
     kept = {k: v for k, v in os.environ.items() if k not in variables}
     return {**kept, "BUCKET_SYNC_HOME": str(home), "BUCKET_SYNC_CATALOG": str(catalog), "COLUMNS": "200"}
@@ -103,11 +101,13 @@ def test_help_status_and_query_import_no_dagster_arrow_or_sdk(env: dict[str, str
     assert loaded == [], f"`bucket-sync {' '.join(args)}` imported {loaded}"
     if args[0] in ("status", "query"):
         assert "disk" in output and "strict" in output, output
+    if args[0] == "status":  # the catalog's names still tell which connections left it
+        assert "old (detached)" in output and "disk (detached)" not in output, output
 
 
 def test_status_still_answers_when_the_catalog_is_broken(env: dict[str, str]) -> None:
-    """Without the cron check, a catalog that cannot load still leaves status answering from the index alone."""
+    """A catalog that cannot be read leaves status answering from the index alone, still without Dagster."""
     Path(env["BUCKET_SYNC_CATALOG"]).write_text("connections: [")
     code, loaded, output = run_cli(env, "status")
-    assert code == 0 and "disk" in output, output
+    assert code == 0 and "disk" in output and "(detached)" not in output, output
     assert loaded == []
