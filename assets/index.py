@@ -8,6 +8,7 @@ last state that was whole.
 import duckdb
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
+from assets.bucket_manifests import publish_to_bucket
 from assets.listing import object_listing
 from assets.manifest import cvat_manifest
 from assets.partitions import connections_partitions
@@ -69,8 +70,16 @@ def media_index(
         counts = _apply(context, conn, catalog, index, state, snapshot)
     publish(state_store, name, context.run.run_id)
     context.log.info(f"'{name}': index updated at {index.location}; manifest published to {state_store.location}")
+    in_bucket: dict[str, MetadataValue] = {}
+    if conn.publish_manifest:  # the one write into the bucket, after the commit: see assets/bucket_manifests.py
+        outcome = publish_to_bucket(state_store, conn, context.log)
+        in_bucket = {
+            "bucket_manifests_written": MetadataValue.json(outcome.written),
+            "bucket_manifests_unchanged": MetadataValue.int(len(outcome.unchanged)),
+        }
     return MaterializeResult(
         metadata={
+            **in_bucket,
             "listed": MetadataValue.int(counts.listed),
             "probed": MetadataValue.int(counts.probed),
             "accepted": MetadataValue.int(counts.accepted),

@@ -123,12 +123,15 @@ def _print_summary(name: str) -> None:
 @app.command()
 def demo() -> None:
     """Make the demo dataset if missing, sync the `demo` connection, and print a summary."""
-    from media.synth import write_demo_dataset
-
     conn = _connection("demo")
     root = Path(conn.root or "")
     root = root if root.is_absolute() else Path(conn.base_dir) / root
     if not root.exists() or not any(root.iterdir()):
+        try:  # the generator needs PyAV, the optional `demo` extra; an existing demo bucket syncs without it
+            from demo.synth import write_demo_dataset
+        except ImportError as exc:
+            _fail(str(exc))
+            raise
         written = write_demo_dataset(root)
         out.print(f"wrote the demo dataset: {len(written)} objects in {printable(str(root))}", markup=False)
     if _sync("demo", quiet=True):

@@ -103,6 +103,7 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
     sdk_errors: ClassVar[tuple[type[Exception], ...]] = (AzureError,)
     connection: str
     bucket: str
+    publish_prefix: str | None = None
     account: str
     auth_mode: Literal["account_key", "sas", "connection_string", "service_principal", "default", "anonymous"] = (
         "default"
@@ -231,6 +232,13 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
             if items:
                 container.get_blob_client(items[0].name).download_blob(offset=0, length=1).readall()
         return bool(items)
+
+    def _write_remedy(self, key: str) -> str:
+        return (
+            f"assign the identity 'Storage Blob Data Contributor' on container '{self.bucket}', narrowed by a "
+            f"role-assignment condition to blob path '{key}' (with video manifests, '{self.publish_prefix or ''}"
+            "*.jsonl'), or use a SAS with Read, List, Create and Write (sp=rlcw) on the container"
+        )
 
     def _verdict(self, exc: Exception) -> Verdict | None:
         if isinstance(exc, CredentialUnavailableError):

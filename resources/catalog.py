@@ -50,6 +50,13 @@ class Connection(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     auth: dict[str, Any] = Field(default_factory=dict)
     watch: bool = False
+    publish_manifest: bool = Field(
+        False,
+        description=(
+            "write the CVAT manifests back into the bucket under the prefix, where CVAT looks for them: the one "
+            "write bucket-sync ever makes, so it needs write permission on those keys and is off unless asked for"
+        ),
+    )
     schedule: str | None = None
     description: str = ""
     #: Folder of the catalog file: relative local roots and key files resolve against it, not the working directory.

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 
+from media.facts import FACT_COLUMNS, FACT_SCHEMA, ColumnType
 from resources.home import default_home
 from resources.secrets import ENV_NAME, has_url_userinfo, remember, scrub
 
@@ -79,28 +80,11 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE TABLE IF NOT EXISTS media (
     connection        VARCHAR NOT NULL,
     key               VARCHAR NOT NULL,
-    kind              VARCHAR NOT NULL,
-    format            VARCHAR,
-    width             INTEGER,
-    height            INTEGER,
-    orientation       INTEGER,
-    display_width     INTEGER,
-    display_height    INTEGER,
-    major_brand       VARCHAR,
-    compatible_brands VARCHAR[],
-    codec             VARCHAR,
-    pix_fmt           VARCHAR,
-    duration_s        DOUBLE,
-    frames            BIGINT,
-    rotation          INTEGER,
-    bytes_read        BIGINT,
-    requests          INTEGER,
-    error             VARCHAR,
-    mode              VARCHAR,
-    head_sha256       VARCHAR,
+{media_facts}
     etag              VARCHAR,
     probed_at         TIMESTAMPTZ{key_connection_key}
 );
+{media_migration}
 CREATE TABLE IF NOT EXISTS violations (
     connection  VARCHAR NOT NULL,
     key         VARCHAR NOT NULL,
@@ -133,20 +117,46 @@ CREATE TABLE IF NOT EXISTS syncs (
 """
 
 
+#: The DuckDB type of each column type a fact can declare (media.facts.ColumnType).
+SQL_TYPES: dict[ColumnType, str] = {
+    "string": "VARCHAR",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "string_list": "VARCHAR[]",
+    "keyframe_list": "STRUCT(number BIGINT, pts BIGINT)[]",
+}
+
+
+def _media_facts_ddl() -> tuple[str, str]:
+    """The `media` table's fact columns, derived from media.facts.FACT_SCHEMA, and the statements that add any of
+    them an existing index lacks: an index written before a fact existed gains its column (null for the rows it
+    has) on the next write, so a field added to MediaFacts needs no edit here. Adding a column that exists is a
+    no-op on both backends (no DuckLake snapshot either)."""
+    columns = "\n".join(
+        f"    {c.name:<17} {SQL_TYPES[c.type]}{' NOT NULL' if c.required else ''}," for c in FACT_SCHEMA
+    )
+    migration = "\n".join(
+        f"ALTER TABLE media ADD COLUMN IF NOT EXISTS {c.name} {SQL_TYPES[c.type]};" for c in FACT_SCHEMA
+    )
+    return columns, migration
+
+
 def schema(*, keys: bool) -> str:
     """The DDL of the index: with primary keys for a DuckDB file, without for DuckLake. Same tables and columns."""
+    media_facts, media_migration = _media_facts_ddl()
     return _SCHEMA.format(
         key_name=",\n    PRIMARY KEY (name)" if keys else "",
         key_connection_key=",\n    PRIMARY KEY (connection, key)" if keys else "",
+        media_facts=media_facts,
+        media_migration=media_migration,
     )
 
 
 SCHEMA = schema(keys=True)
 
-MEDIA_COLUMNS = (
-    "kind, format, width, height, orientation, display_width, display_height, major_brand, compatible_brands, "
-    "codec, pix_fmt, duration_s, frames, rotation, bytes_read, requests, error, mode, head_sha256, etag, probed_at"
-)
+#: The `media` columns a sync writes from the probes snapshot: every fact, then the object version they describe.
+MEDIA_COLUMNS = ", ".join((*FACT_COLUMNS, "etag", "probed_at"))
 
 
 @dataclass(frozen=True)

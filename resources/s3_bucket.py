@@ -44,6 +44,7 @@ class S3Bucket(CloudBucket, S3Resource):
     sdk_errors: ClassVar[tuple[type[Exception], ...]] = (ClientError, BotoCoreError)
     connection: str
     bucket: str
+    publish_prefix: str | None = None
     path_style: bool = False
     timeout_s: float = REQUEST_TIMEOUT_S
     role_arn: str | None = None
@@ -183,6 +184,12 @@ class S3Bucket(CloudBucket, S3Resource):
         if items:
             client.get_object(Bucket=self.bucket, Key=items[0]["Key"], Range="bytes=0-0")
         return bool(items)
+
+    def _write_remedy(self, key: str) -> str:
+        return (
+            f"grant s3:PutObject on arn:aws:s3:::{self.bucket}/{key} (with video manifests, on "
+            f"arn:aws:s3:::{self.bucket}/{self.publish_prefix or ''}*.jsonl); no other write is needed"
+        )
 
     def _verdict(self, exc: Exception) -> Verdict | None:
         if isinstance(exc, NoCredentialsError | ProfileNotFound):
