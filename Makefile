@@ -60,6 +60,7 @@ bench: setup
 	$(PY) benchmarks/probe_throughput.py
 	$(PY) benchmarks/resync.py
 	$(PY) benchmarks/ui_vs_cli.py --rounds 3
+	$(PY) benchmarks/cli_cost.py
 
 clean:
 	rm -rf .bucket-sync .dagster .pytest_cache .ruff_cache

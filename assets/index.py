@@ -16,8 +16,10 @@ from assets.probes import media_probes
 from assets.publish import publish
 from assets.snapshots import ListingState, SnapshotKeys
 from media.rules import get_profile
-from resources.catalog import CatalogResource, Connection
-from resources.index import MediaIndex, SyncCounts, SyncSnapshot
+from resources.catalog import Connection
+from resources.catalog_resource import CatalogResource
+from resources.index import SyncCounts, SyncSnapshot
+from resources.index_resource import MediaIndex
 from resources.secrets import scrubbed_errors
 from resources.state import StateStore
 

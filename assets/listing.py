@@ -25,8 +25,9 @@ from assets.partitions import connections_partitions
 from assets.publish import recover
 from assets.snapshots import ListingState, SnapshotKeys
 from resources.bucket import LISTING_SCHEMA, Bucket
-from resources.catalog import CatalogResource, Connection
-from resources.index import MediaIndex
+from resources.catalog import Connection
+from resources.catalog_resource import CatalogResource
+from resources.index_resource import MediaIndex
 from resources.providers import open_bucket
 from resources.scratch import atomic_path, scratch_duckdb
 from resources.secrets import scrubbed_errors

@@ -18,7 +18,8 @@ from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from assets.snapshots import SnapshotKeys
 from media.cvat import split_name, video_manifest_lines
-from resources.catalog import CatalogResource, Connection
+from resources.catalog import Connection
+from resources.catalog_resource import CatalogResource
 from resources.scratch import scratch_duckdb
 from resources.secrets import scrubbed_errors
 from resources.state import StateStore

@@ -28,7 +28,7 @@ from media.probe import READ_FAILED, probe, settle_failure
 from media.ranges import RangeReader
 from media.rules import ALL_RULES, Profile, get_profile, judge, judged_by, manifest_size, name_collision
 from resources.bucket import Bucket
-from resources.catalog import CatalogResource
+from resources.catalog_resource import CatalogResource
 from resources.providers import open_bucket, probe_concurrency
 from resources.scratch import atomic_path, scratch_duckdb
 from resources.secrets import scrubbed_errors

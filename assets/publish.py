@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 
 from assets.snapshots import BaselineState, ListingState, SnapshotKeys
-from resources.index import MediaIndex
+from resources.index_resource import MediaIndex
 from resources.state import StateStore
 
 

@@ -24,7 +24,7 @@ from dagster import DagsterEventType, DagsterInstance, instance_for_test  # noqa
 
 from demo import synth  # noqa: E402
 from pipelines.runner import run_sync  # noqa: E402
-from resources.index import MediaIndex  # noqa: E402
+from resources.index_resource import MediaIndex  # noqa: E402
 from tests.servers import start_moto  # noqa: E402
 
 

@@ -17,7 +17,7 @@ from dagster import (
 from assets.listing import object_listing
 from assets.partitions import connections_partitions
 from resources.bucket import BucketError
-from resources.catalog import CatalogResource
+from resources.catalog_resource import CatalogResource
 from resources.providers import cors_audit as audit
 from resources.secrets import scrub, scrubbed_errors
 

@@ -23,7 +23,7 @@ from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from assets.snapshots import SnapshotKeys
 from media.rules import ALL_RULES, get_profile
-from resources.catalog import CatalogResource
+from resources.catalog_resource import CatalogResource
 from resources.secrets import scrubbed_errors
 from resources.state import StateStore
 

@@ -20,8 +20,8 @@ from pipelines.jobs import sync_job
 from pipelines.notifications import sync_failure_notifications, sync_success_notifications
 from pipelines.schedules import build_connection_schedules
 from pipelines.sensors import bucket_changes, connection_registry
-from resources.catalog import CatalogResource
-from resources.index import MediaIndex
+from resources.catalog_resource import CatalogResource
+from resources.index_resource import MediaIndex
 from resources.state import StateStore
 
 

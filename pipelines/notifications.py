@@ -39,7 +39,8 @@ from dagster import (
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from pipelines.jobs import sync_job
-from resources.catalog import CatalogError, CatalogResource
+from resources.catalog import CatalogError
+from resources.catalog_resource import CatalogResource
 from resources.secrets import remember, scrub
 
 #: Tries per notification, and the pause before the second try (doubling after): 1 s, then 2 s.

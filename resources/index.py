@@ -33,12 +33,11 @@ from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import duckdb
-from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from media.facts import FACT_COLUMNS, FACT_SCHEMA, ColumnType
+from resources.home import default_home
 from resources.secrets import ENV_NAME, has_url_userinfo, remember, scrub
-from resources.state import default_home
 
 INDEX_ENV = "BUCKET_SYNC_INDEX"
 INDEX_DATA_ENV = "BUCKET_SYNC_INDEX_DATA"
@@ -497,8 +496,14 @@ def _s3_secret(con: duckdb.DuckDBPyConnection, data_path: str | None) -> None:
     con.execute(f"CREATE SECRET bucket_sync_index_s3 ({', '.join(options)})", params)
 
 
-class MediaIndex(ConfigurableResource):
-    """The index, opened briefly per write so other readers and writers get their turn."""
+class IndexAccess(BaseModel):
+    """The index, opened briefly per write so other readers and writers get their turn.
+
+    `MediaIndex` (resources/index_resource.py) is this as the code location's `index` resource; `bucket-sync status`
+    and `query` read through this class itself, which does not import Dagster.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     url: str | None = Field(
         None,

@@ -12,7 +12,7 @@ from dagster import DagsterInstance, instance_for_test
 
 from assets.snapshots import SnapshotKeys
 from resources.catalog import dump_catalog
-from resources.index import MediaIndex
+from resources.index_resource import MediaIndex
 from resources.state import StateStore, default_state_url
 from tests.cvat_manifest_rules import LEDGER
 

@@ -25,8 +25,8 @@ from pipelines import sensors
 from pipelines.definitions import defs
 from pipelines.runner import run_sync
 from pipelines.schedules import build_connection_schedules, schedule_name
-from resources.catalog import CatalogResource
-from resources.index import MediaIndex
+from resources.catalog_resource import CatalogResource
+from resources.index_resource import MediaIndex
 from resources.state import StateStore
 from tests.conftest import Workspace
 

@@ -8,8 +8,8 @@ from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_cont
 from demo import synth
 from pipelines import sensors
 from pipelines.runner import run_sync
-from resources.catalog import CatalogResource
-from resources.index import MediaIndex
+from resources.catalog_resource import CatalogResource
+from resources.index_resource import MediaIndex
 from resources.providers import open_bucket
 from resources.state import StateStore
 from tests.conftest import Workspace

@@ -26,7 +26,8 @@ import pytest
 import yaml
 
 from demo import synth
-from resources.index import IndexMissing, MediaIndex
+from resources.index import IndexMissing
+from resources.index_resource import MediaIndex
 from resources.state import StateStore, _remote_store
 from tests.conftest import REPO, Workspace
 from tests.integration.buckets import LocalTestBucket, S3TestBucket

@@ -19,7 +19,7 @@ from assets.snapshots import SnapshotKeys
 from demo import synth
 from media.cvat import video_manifest_lines
 from pipelines.runner import run_sync
-from resources.index import MediaIndex
+from resources.index_resource import MediaIndex
 from resources.state import StateStore, _remote_store
 from tests.conftest import Workspace
 from tests.integration.buckets import LocalTestBucket, S3TestBucket, unique_name

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from resources.catalog import CatalogError, KeyFilter, dump_catalog, load_catalog
+from resources.catalog_yaml import catalog_names
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -298,3 +299,14 @@ def test_cors_origin_is_an_origin_without_a_path(tmp_path: Path) -> None:
     ):
         message = error_of(tmp_path, entry.format(bad))
         assert "connection 'web'" in message and "field 'cors_origin'" in message and words in message, message
+
+
+def test_catalog_names_reads_the_names_alone_with_the_loaders_refusals(tmp_path: Path) -> None:
+    """What `bucket-sync status` asks: which names the catalog holds. An entry with a mistake elsewhere is still in
+    it; a file that is not a catalog (or uses an alias) is refused as load_catalog refuses it."""
+    path = write(tmp_path, "connections:\n  - {name: a, provider: local, root: x}\n  - {name: b, provider: nope}\n")
+    assert catalog_names(path) == {"a", "b"}
+    with pytest.raises(CatalogError, match="YAML alias"):
+        catalog_names(write(tmp_path, "x: &x 1\nconnections:\n  - {name: *x}\n"))
+    with pytest.raises(CatalogError, match="malformed YAML"):
+        catalog_names(write(tmp_path, "connections: ["))

@@ -18,7 +18,8 @@ import pytest
 
 from assets.probes import ARROW_TYPES, PROBES_SCHEMA, VIOLATIONS_SCHEMA, _plan, carry_verdicts
 from media.facts import FACT_COLUMNS, FACT_SCHEMA, ColumnType, MediaFacts, declared_columns
-from resources.index import MEDIA_COLUMNS, SCHEMA, SQL_TYPES, MediaIndex, SyncCounts, SyncSnapshot, schema
+from resources.index import MEDIA_COLUMNS, SCHEMA, SQL_TYPES, SyncCounts, SyncSnapshot, schema
+from resources.index_resource import MediaIndex
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
