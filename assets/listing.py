@@ -52,12 +52,21 @@ class ListingConfig(Config):
 
 
 def media_only(batch: pa.RecordBatch, conn: Connection, stats: Counter[str]) -> pa.RecordBatch:
-    """The batch without folder markers, empty keys and glob-filtered keys, which are counted in `stats`."""
+    """The batch without folder markers, empty keys and glob-filtered keys, which are counted in `stats`.
+
+    A connection that publishes its manifests into the bucket (`publish_manifest`) does not list `.jsonl` keys: they
+    are the manifests it wrote (see assets/bucket_manifests.py), not media, and listing them would make every
+    publish look like a change. They count as filtered out.
+    """
     keys = batch.column("key")
     # Folder markers and empty keys are structure, not media.
     marker = pc.or_(pc.ends_with(keys, "/"), pc.equal(pc.utf8_length(keys), 0))
     stats["folder_markers"] += pc.sum(marker).as_py() or 0
     batch = batch.filter(pc.invert(marker))
+    if conn.publish_manifest:
+        manifests = pc.ends_with(batch.column("key"), ".jsonl")
+        stats["filtered_out"] += pc.sum(manifests).as_py() or 0
+        batch = batch.filter(pc.invert(manifests))
     if conn.include or conn.exclude:
         key_filter = conn.key_filter
         keep = [key_filter(conn.relative_key(k)) for k in batch.column("key").to_pylist()]

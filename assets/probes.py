@@ -23,7 +23,7 @@ from assets.partitions import connections_partitions
 from assets.progress import Progress
 from assets.snapshots import ListingState, SnapshotKeys
 from media.cvat import NAME_SQL
-from media.facts import FACT_COLUMNS, MediaFacts
+from media.facts import FACT_COLUMNS, FACT_SCHEMA, ColumnType, MediaFacts
 from media.probe import READ_FAILED, probe, settle_failure
 from media.ranges import RangeReader
 from media.rules import ALL_RULES, Profile, get_profile, judge, judged_by, manifest_size, name_collision
@@ -34,6 +34,23 @@ from resources.scratch import atomic_path, scratch_duckdb
 from resources.secrets import scrubbed_errors
 from resources.state import StateStore
 
+#: The Arrow type of each column type a fact can declare (media.facts.ColumnType).
+ARROW_TYPES: dict[ColumnType, pa.DataType] = {
+    "string": pa.string(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "string_list": pa.list_(pa.string()),
+    "keyframe_list": pa.list_(pa.struct([("number", pa.int64()), ("pts", pa.int64())])),
+}
+
+
+def fact_fields() -> list[pa.Field]:
+    """The facts' columns as Arrow fields, derived from media.facts.FACT_SCHEMA (nullable, as every snapshot had it)."""
+    return [pa.field(column.name, ARROW_TYPES[column.type]) for column in FACT_SCHEMA]
+
+
+#: One probes row: the object's listing columns and verdict, its facts (derived from MediaFacts), and its judge.
 PROBES_SCHEMA = pa.schema(
     [
         ("key", pa.string()),
@@ -46,29 +63,10 @@ PROBES_SCHEMA = pa.schema(
         ("accepted", pa.bool_()),
         ("manifest_width", pa.int32()),
         ("manifest_height", pa.int32()),
-        ("kind", pa.string()),
-        ("format", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("orientation", pa.int32()),
-        ("display_width", pa.int32()),
-        ("display_height", pa.int32()),
-        ("mode", pa.string()),
-        ("major_brand", pa.string()),
-        ("compatible_brands", pa.list_(pa.string())),
-        ("codec", pa.string()),
-        ("pix_fmt", pa.string()),
-        ("duration_s", pa.float64()),
-        ("frames", pa.int64()),
-        ("rotation", pa.int32()),
-        ("bytes_read", pa.int64()),
-        ("requests", pa.int32()),
-        ("error", pa.string()),
-        ("head_sha256", pa.string()),
+        *fact_fields(),
         ("judged_by", pa.string()),  # profile@rules version of `accepted` and the violations: see media.rules
     ]
 )
-assert set(FACT_COLUMNS) <= set(PROBES_SCHEMA.names), "PROBES_SCHEMA must hold every MediaFacts field"
 
 VIOLATIONS_SCHEMA = pa.schema(
     [
@@ -153,10 +151,14 @@ def _plan(changes: Path, known: list[Path]) -> duckdb.DuckDBPyConnection:
         return con
     facts = con.read_parquet([str(path) for path in known], union_by_name=True, filename=True)
     facts.create_view("known_facts")
-    # Facts written before a column existed lack it: no version matches no versioned listing row, and no judge means
-    # the verdict is judged again.
+    # Facts written before a column existed lack it: no version matches no versioned listing row, no judge means the
+    # verdict is judged again, and a fact added to MediaFacts since is null (unknown) until the object is probed again
+    # (it changes, or `--full`).
+    typed = con.from_arrow(PROBES_SCHEMA.empty_table())
     missing = "".join(
-        f", NULL::VARCHAR AS {column}" for column in ("version", "judged_by") if column not in facts.columns
+        f", NULL::{sql_type} AS {column}"
+        for column, sql_type in zip(typed.columns, typed.types, strict=True)
+        if column not in facts.columns
     )
     con.execute(
         f"""
@@ -170,7 +172,9 @@ def _plan(changes: Path, known: list[Path]) -> duckdb.DuckDBPyConnection:
         "AND p.last_modified IS NOT DISTINCT FROM c.last_modified AND p.version IS NOT DISTINCT FROM c.version"
     )
     read_failed = f"starts_with(coalesce(p.error, ''), '{READ_FAILED}')"
-    same_version = f"{same_object} AND NOT {read_failed}"
+    # A readable video probed before key frames were listed (no notes column then) is probed once more to get them.
+    before_key_frames = "(p.kind = 'video' AND p.error IS NULL AND p.notes IS NULL)"
+    same_version = f"{same_object} AND NOT {read_failed} AND NOT {before_key_frames}"
     con.execute(
         f"""
         CREATE VIEW plan AS

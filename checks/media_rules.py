@@ -36,6 +36,7 @@ RULE_DESCRIPTIONS = {
     "mp4_brand": "MP4 videos have major brand mp42.",
     "mp4_pixel_format": "Videos use pixel format yuv420p.",
     "manifest_name": "Every image and video has a manifest name CVAT can address and no other object shares.",
+    "extension_mismatch": "Every image's name ends in an extension CVAT treats as an image.",
 }
 
 

@@ -17,6 +17,7 @@ import yaml
 from dagster import ConfigurableResource
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from media.cors import normalise_origin, origin_problem
 from resources.secrets import ENV_NAME, has_url_userinfo
 from resources.settings import PROVIDER_SETTINGS, ProviderSettings
 
@@ -38,6 +39,31 @@ class CatalogError(ValueError):
     """The catalog cannot be used as written. The message says where and how to fix it."""
 
 
+NOTIFY_EVENTS = ("failure", "blocked", "new_violations")
+
+
+class Notify(BaseModel):
+    """Where and when to tell a person about a sync: a webhook whose URL is in an environment variable.
+
+    The catalog holds the variable's name, never the URL: chat and incident webhooks carry their token in the URL.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook_env: str = Field(description="name of the environment variable that holds the webhook URL")
+    on: tuple[Literal["failure", "blocked", "new_violations"], ...] = NOTIFY_EVENTS
+
+    @field_validator("webhook_env")
+    @classmethod
+    def _webhook_env(cls, v: str) -> str:
+        if not ENV_NAME.match(v) or _INLINE_SECRET.search(v):
+            raise ValueError(
+                "give the name of the environment variable that holds the webhook URL "
+                "(e.g. webhook_env: BUCKET_SYNC_WEBHOOK_URL), never the URL itself: it may carry a token"
+            )
+        return v
+
+
 class Connection(BaseModel):
     """One bucket connection. Provider-specific `options` and `auth` are validated by the provider's own model."""
 
@@ -54,7 +80,22 @@ class Connection(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     auth: dict[str, Any] = Field(default_factory=dict)
     watch: bool = False
+    publish_manifest: bool = Field(
+        False,
+        description=(
+            "write the CVAT manifests back into the bucket under the prefix, where CVAT looks for them: the one "
+            "write bucket-sync ever makes, so it needs write permission on those keys and is off unless asked for"
+        ),
+    )
+    cors_origin: str | None = Field(
+        None,
+        description=(
+            "the web origin that loads this connection's media in a browser (e.g. https://app.cvat.ai): the "
+            "cors_audit check and `bucket-sync test` say whether the bucket's CORS rules let it, and how to fix them"
+        ),
+    )
     schedule: str | None = None
+    notify: Notify | None = Field(None, description="webhook for this connection; default the catalog's `notify`")
     description: str = ""
     #: Folder of the catalog file: relative local roots and key files resolve against it, not the working directory.
     base_dir: str = Field(".", exclude=True)
@@ -80,6 +121,16 @@ class Connection(BaseModel):
             raise ValueError(f"prefix '{v}' has an empty, '.' or '..' segment; write the folder path plainly")
         # A prefix names a folder: 'cats' must not also match 'catsanddogs/'.
         return v if not v or v.endswith("/") else v + "/"
+
+    @field_validator("cors_origin")
+    @classmethod
+    def _cors_origin(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        problem = origin_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return normalise_origin(v)
 
     @field_validator("schedule")
     @classmethod
@@ -251,6 +302,13 @@ class Catalog(BaseModel):
 
     path: str
     connections: dict[str, Connection]
+    #: The catalog-wide default webhook, for connections that name none of their own.
+    notify: Notify | None = None
+
+    def notify_for(self, name: str) -> Notify | None:
+        """The webhook settings that apply to connection `name`: its own, else the catalog's, else none."""
+        conn = self.connections.get(name)
+        return (conn.notify if conn else None) or self.notify
 
     def get(self, name: str) -> Connection:
         try:
@@ -324,9 +382,17 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
         raw = {"connections": []}
     if not isinstance(raw, dict) or not isinstance(raw.get("connections"), list):
         raise CatalogError(f"{file}: expected a top-level 'connections:' list of connection entries")
-    unknown_top = sorted(k for k in raw if k not in ("connections", "__line__"))
+    unknown_top = sorted(k for k in raw if k not in ("connections", "notify", "__line__"))
     if unknown_top:
-        raise CatalogError(f"{file}: unknown top-level field(s) {', '.join(unknown_top)}; only 'connections' is read")
+        raise CatalogError(
+            f"{file}: unknown top-level field(s) {', '.join(unknown_top)}; only 'connections' and 'notify' are read"
+        )
+    default_notify: Notify | None = None
+    if raw.get("notify") is not None:
+        try:
+            default_notify = Notify.model_validate(_strip_lines(raw["notify"]))
+        except ValidationError as exc:
+            raise CatalogError(_format_validation_error(f"{file}: top-level 'notify'", exc)) from None
 
     problems: list[str] = []
     connections: dict[str, Connection] = {}
@@ -365,7 +431,7 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
         first_line[conn.name] = line
     if problems:
         raise CatalogError("\n".join(problems))
-    return Catalog(path=str(file), connections=connections)
+    return Catalog(path=str(file), connections=connections, notify=default_notify)
 
 
 class _NoAliasDumper(yaml.SafeDumper):

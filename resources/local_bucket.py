@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import stat
+import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -27,12 +28,17 @@ import pyarrow as pa
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
+from media.cvat import MANIFEST_FILE
 from resources.bucket import (
+    BucketError,
     ConnectionMisconfigured,
     ConnectionStatus,
     ConnectionTest,
     ObjectGone,
     ObjectUnreadable,
+    ObjectVersion,
+    WriteConflict,
+    WriteDenied,
     batch_from_rows,
     changed,
     gone,
@@ -166,6 +172,8 @@ class LocalBucket(ConfigurableResource):
 
     connection: str
     root: str
+    #: The connection's prefix when it publishes its manifests (`publish_manifest`), else None: no write at all.
+    publish_prefix: str | None = None
 
     # Folders (keys ending in "/") the walk that served the last listing or page could not read.
     _gaps: list[str] = PrivateAttr(default_factory=list)
@@ -219,6 +227,10 @@ class LocalBucket(ConfigurableResource):
         to go on.
         """
         return _root_warnings(Path(self.root).resolve())
+
+    def cors_rules(self) -> None:
+        """A folder is not served to browsers: CORS does not apply."""
+        return None
 
     def listing_gaps(self) -> list[str]:
         """Folders (keys ending in "/") the last full walk could not read, after `iter_listing` is exhausted.
@@ -431,6 +443,81 @@ class LocalBucket(ConfigurableResource):
         finally:
             os.close(fd)
 
+    # --- the one write: a manifest, for a connection that publishes ----------------------------------------------
+
+    def _manifest_path(self, key: str) -> Path:
+        """Where `key` is written: a `.jsonl` under the prefix of a connection that publishes, inside the root with
+        every symlink resolved; anything else is refused."""
+        prefix = self.publish_prefix
+        if prefix is None:
+            raise BucketError(
+                f"connection '{self.connection}': refusing to write '{key}': publish_manifest is off, and a "
+                "connection that does not publish never writes to its folder"
+            )
+        plain = all(part not in ("", ".", "..") for part in key.split("/"))
+        if not (key.startswith(prefix) and key.endswith(".jsonl") and plain):
+            raise BucketError(
+                f"connection '{self.connection}': refusing to write '{key}': only manifests (.jsonl) under the "
+                f"prefix '{prefix}' are ever written"
+            )
+        folder = (self._root / key).parent.resolve()
+        if not self._inside(folder):
+            raise BucketError(f"connection '{self.connection}': refusing to write '{key}': it lies outside the root")
+        return folder / key.rsplit("/", 1)[-1]
+
+    def put_manifest(self, key: str, data: bytes, expected: ObjectVersion | None) -> ObjectVersion:
+        """Written beside the target and renamed over it, so a reader sees the old file or the new one, whole. A
+        folder has no conditional rename: the version is checked just before, which holds because one connection is
+        synced by one run at a time."""
+        target = self._manifest_path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            current = local_etag(target.lstat()) if target.exists() or target.is_symlink() else None
+            if current != (expected.etag if expected else None) or target.is_symlink():
+                raise WriteConflict(f"connection '{self.connection}': '{key}' is not the version bucket-sync wrote")
+            staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            staged.write_bytes(data)
+            try:
+                if expected is None:
+                    os.link(staged, target)  # fails if a file appeared meanwhile: create only
+                else:
+                    staged.replace(target)
+            finally:
+                staged.unlink(missing_ok=True)
+            return ObjectVersion(etag=local_etag(target.stat()))
+        except FileExistsError:
+            raise WriteConflict(f"connection '{self.connection}': '{key}' appeared while it was written") from None
+        except PermissionError:
+            raise WriteDenied(
+                f"connection '{self.connection}': writing '{key}' is not allowed: {self._write_remedy(target)}"
+            ) from None
+
+    def read_manifest(self, key: str) -> tuple[bytes, ObjectVersion] | None:
+        target = self._manifest_path(key)
+        try:
+            with target.open("rb") as file:
+                return file.read(), ObjectVersion(etag=local_etag(os.fstat(file.fileno())))
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _write_remedy(target: Path) -> str:
+        return f"grant the user that runs Dagster write permission on the folder {target.parent} (and on {target})"
+
+    def _test_write(self) -> tuple[ConnectionStatus, str, str]:
+        """Whether the manifest may be written, from permissions alone: nothing is created."""
+        key = f"{self.publish_prefix or ''}{MANIFEST_FILE}"
+        target = self._manifest_path(key)
+        folder = next((p for p in (target.parent, *target.parent.parents) if p.exists()), target.parent)
+        writable = os.access(target, os.W_OK) if target.exists() else os.access(folder, os.W_OK | os.X_OK)
+        if writable:
+            return ConnectionStatus.AVAILABLE, f"may write the manifest {target} (publish_manifest)", ""
+        return (
+            ConnectionStatus.FORBIDDEN,
+            f"may not write the manifest {target}, which publish_manifest needs",
+            self._write_remedy(target),
+        )
+
     def test(self) -> ConnectionTest:
         root = Path(self.root)
         status, detail, remedy = ConnectionStatus.AVAILABLE, f"folder {root} is readable", ""
@@ -455,6 +542,9 @@ class LocalBucket(ConfigurableResource):
         elif not os.access(root, os.R_OK | os.X_OK):
             status, detail = ConnectionStatus.FORBIDDEN, f"folder {root} cannot be listed by this user"
             remedy = "grant read and execute permission on the folder to the user that runs Dagster"
+        if status is ConnectionStatus.AVAILABLE and self.publish_prefix is not None:
+            status, written, remedy = self._test_write()
+            detail = f"{detail}; {written}" if status is ConnectionStatus.AVAILABLE else f"{detail}, but {written}"
         warnings = self.root_warnings()
         if warnings and status is ConnectionStatus.AVAILABLE:
             detail = f"{detail}; warning: {'; '.join(warnings)}"

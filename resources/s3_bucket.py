@@ -16,6 +16,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, ProfileNotFound
 from dagster_aws.s3 import S3Resource
 
+from media.cors import CorsRule
 from resources.bucket import (
     CONNECT_TIMEOUT_S,
     MAX_RETRIES,
@@ -44,6 +45,7 @@ class S3Bucket(CloudBucket, S3Resource):
     sdk_errors: ClassVar[tuple[type[Exception], ...]] = (ClientError, BotoCoreError)
     connection: str
     bucket: str
+    publish_prefix: str | None = None
     path_style: bool = False
     timeout_s: float = REQUEST_TIMEOUT_S
     role_arn: str | None = None
@@ -183,6 +185,36 @@ class S3Bucket(CloudBucket, S3Resource):
         if items:
             client.get_object(Bucket=self.bucket, Key=items[0]["Key"], Range="bytes=0-0")
         return bool(items)
+
+    def _cors_permission(self) -> str:
+        return f"grant s3:GetBucketCORS on arn:aws:s3:::{self.bucket} to read it (a sync does not need it)"
+
+    def _cors_rules(self) -> list[CorsRule]:
+        try:
+            answer = self.sdk_client.get_bucket_cors(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchCORSConfiguration":
+                return []
+            raise
+        return [
+            CorsRule(
+                origins=tuple(rule.get("AllowedOrigins", ())),
+                methods=tuple(rule.get("AllowedMethods", ())),
+                headers=tuple(rule.get("AllowedHeaders", ())),
+                exposed=tuple(rule.get("ExposeHeaders", ())),
+                max_age_s=rule.get("MaxAgeSeconds"),
+            )
+            for rule in answer.get("CORSRules", [])
+        ]
+
+    def _cors_denied(self, exc: Exception) -> bool:
+        return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code", "") in _DENIED
+
+    def _write_remedy(self, key: str) -> str:
+        return (
+            f"grant s3:PutObject on arn:aws:s3:::{self.bucket}/{key} (with video manifests, on "
+            f"arn:aws:s3:::{self.bucket}/{self.publish_prefix or ''}*.jsonl); no other write is needed"
+        )
 
     def _verdict(self, exc: Exception) -> Verdict | None:
         if isinstance(exc, NoCredentialsError | ProfileNotFound):

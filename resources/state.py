@@ -147,6 +147,21 @@ class StateStore(ConfigurableResource):
             return False
         return True
 
+    def size(self, key: str) -> int | None:
+        """The size of object `key` in bytes, or None when it does not exist; reads no content."""
+        if self.local_root is not None:
+            try:
+                return self._local(key).stat().st_size
+            except FileNotFoundError:
+                return None
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            return int(obstore.head(self._remote(), key)["size"])
+        except (FileNotFoundError, NotFoundError):
+            return None
+
     def fetch(self, key: str, dest: Path) -> bool:
         """Copy object `key` to local file `dest` (a hard link on a local store). False when it does not exist.
 

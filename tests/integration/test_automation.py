@@ -20,7 +20,7 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.test_utils import create_run_for_test
 
 from assets.overlap import HOST_TAG, PID_TAG
-from media import synth
+from demo import synth
 from pipelines import sensors
 from pipelines.definitions import defs
 from pipelines.runner import run_sync

@@ -23,7 +23,7 @@ import pytest
 from dagster import DagsterInstance
 from typer.testing import CliRunner
 
-from media import synth
+from demo import synth
 from pipelines.cli import app
 from pipelines.runner import run_sync
 from resources.index import MEDIA_COLUMNS, MediaIndex

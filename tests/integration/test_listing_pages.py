@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
 
-from media import synth
+from demo import synth
 from pipelines import sensors
 from pipelines.runner import run_sync
 from resources.catalog import CatalogResource

@@ -25,7 +25,7 @@ import duckdb
 import pytest
 import yaml
 
-from media import synth
+from demo import synth
 from resources.index import IndexMissing, MediaIndex
 from resources.state import StateStore, _remote_store
 from tests.conftest import REPO, Workspace

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from media import synth
+from demo import synth
 from media.facts import MediaFacts
 from media.probe import probe
 from media.ranges import RangeReader
