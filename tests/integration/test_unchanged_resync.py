@@ -6,7 +6,6 @@ shows as a new inode) and from the index's rows; never from a timing.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,8 @@ def stored(ws: Workspace, *keys: str) -> dict[str, tuple[int, int]]:
     """(inode, mtime in ns) of each state-store key: a file put again has another inode."""
     root = ws.state_store.local_root
     assert root is not None
-    return {key: (os.stat(root / key).st_ino, os.stat(root / key).st_mtime_ns) for key in keys}
+    found = {key: (root / key).stat() for key in keys}
+    return {key: (st.st_ino, st.st_mtime_ns) for key, st in found.items()}
 
 
 def rows(ws: Workspace, sql: str) -> list[tuple[Any, ...]]:

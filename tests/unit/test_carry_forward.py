@@ -115,8 +115,11 @@ def test_the_manifest_duckdb_writes_is_the_one_python_would(tmp_path: Path, pref
     target = tmp_path / "manifest.jsonl"
     assert write_manifest(duckdb.connect(), probes, prefix, target) == len(keys)
     conn = _Conn(prefix)
-    expected = [json.dumps(line, separators=(",", ":")) for line in HEADER] + [
-        manifest_line(conn, r["key"], r["manifest_width"], r["manifest_height"])  # type: ignore[arg-type]
-        for r in sorted(rows[: len(keys)], key=lambda r: r["key"])
-    ]
+    expected = (
+        [json.dumps(line, separators=(",", ":")) for line in HEADER]
+        + [
+            manifest_line(conn, r["key"], r["manifest_width"], r["manifest_height"])  # type: ignore[arg-type]
+            for r in sorted(rows[: len(keys)], key=lambda r: r["key"])
+        ]
+    )
     assert target.read_bytes().decode() == "".join(line + "\n" for line in expected)
