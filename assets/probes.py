@@ -254,24 +254,24 @@ def snapshot_still_holds(con: duckdb.DuckDBPyConnection, changes: Path, previous
 
     True when the snapshot holds exactly the current objects, each the same version as listed now, none whose read
     failed, all judged under the same profile and rules. Its facts, verdicts, name collisions and violations then all
-    stand as they are. One set difference over the version columns decides it, before any plan is built: an unchanged
-    re-sync costs one pass over the listing and the snapshot.
+    stand as they are. One join on the key decides it, before any plan is built: an unchanged re-sync costs one pass
+    over the listing and the snapshot.
     """
     if not {"version", "judged_by"} <= set(pq.read_schema(previous).names):
         return False  # written before verdicts were versioned: judged again on the ordinary path
-    version = "key, etag, size, last_modified, version"
-    listed, known, differ = con.execute(
+    listed, known, same = con.execute(
         f"""
-        WITH cur AS (SELECT {version} FROM read_parquet($changes) WHERE change <> 'deleted'),
-             good AS (SELECT {version} FROM read_parquet($previous)
-                      WHERE judged_by = $judge AND NOT starts_with(coalesce(error, ''), '{READ_FAILED}'))
-        SELECT (SELECT count(*) FROM cur), (SELECT count(*) FROM read_parquet($previous)),
-               (SELECT count(*) FROM (SELECT * FROM cur EXCEPT SELECT * FROM good))
+        SELECT (SELECT count(*) FROM read_parquet($changes) WHERE change <> 'deleted'),
+               (SELECT count(*) FROM read_parquet($previous)),
+               (SELECT count(*) FROM read_parquet($changes) c JOIN read_parquet($previous) p USING (key)
+                WHERE c.change <> 'deleted' AND p.size = c.size AND p.etag IS NOT DISTINCT FROM c.etag
+                  AND p.last_modified IS NOT DISTINCT FROM c.last_modified AND p.version IS NOT DISTINCT FROM c.version
+                  AND p.judged_by = $judge AND NOT starts_with(coalesce(p.error, ''), '{READ_FAILED}'))
         """,
         {"changes": str(changes), "previous": str(previous), "judge": judge},
     ).fetchone()
-    # Keys are unique on both sides: every current version is a good row, and there are as many rows as objects.
-    return listed == known and differ == 0
+    # Keys are unique on both sides: every current object has its version in a good row, and nothing else is there.
+    return listed == known == same
 
 
 def relabel_carried(con: duckdb.DuckDBPyConnection, previous: Path, target: Path) -> bool:

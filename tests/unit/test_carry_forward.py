@@ -6,8 +6,10 @@ written by DuckDB (assets/manifest.py). Each is only right while its SQL agrees 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -15,9 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets.manifest import HEADER, manifest_line, write_manifest
-from assets.probes import PROBES_SCHEMA
+from assets.probes import PROBES_SCHEMA, snapshot_still_holds
 from media.cvat import ADDRESSABLE_SQL, unaddressable_reason
 from media.facts import MediaFacts
+from media.probe import READ_FAILED
 from media.rules import PROFILES, judge, verdict_travels_sql
 
 KEYS = [
@@ -123,3 +126,25 @@ def test_the_manifest_duckdb_writes_is_the_one_python_would(tmp_path: Path, pref
         ]
     )
     assert target.read_bytes().decode() == "".join(line + "\n" for line in expected)
+
+
+def test_the_last_snapshot_is_kept_whole_only_when_it_is_exactly_this_listing(tmp_path: Path) -> None:
+    """Any new, changed, vanished, unreadable or differently judged object sends the sync down the ordinary path."""
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    listing = [{"key": f"k{i}.jpg", "size": i, "etag": f"e{i}", "last_modified": when} for i in range(3)]
+    judge = "strict@test"
+
+    def holds(changes: list[dict[str, Any]], probes: list[dict[str, Any]]) -> bool:
+        base = {"version": None, "content_md5": None, "moved_from": None, "moved_to": None, "change": "unchanged"}
+        pq.write_table(pa.Table.from_pylist([{**base, **r} for r in changes]), tmp_path / "changes.parquet")
+        full = [{"source": "carried", "kind": "image", "judged_by": judge, **r} for r in probes]
+        pq.write_table(pa.Table.from_pylist(full, schema=PROBES_SCHEMA), tmp_path / "probes.parquet")
+        return snapshot_still_holds(duckdb.connect(), tmp_path / "changes.parquet", tmp_path / "probes.parquet", judge)
+
+    assert holds(listing, listing)
+    assert not holds([*listing, {**listing[0], "key": "new.jpg", "change": "new"}], listing)
+    assert not holds([{**listing[0], "etag": "e0-2", "change": "changed"}, *listing[1:]], listing)
+    assert not holds([*listing[:2], {**listing[2], "change": "deleted"}], listing)
+    assert not holds(listing, [*listing[:2], {**listing[2], "error": READ_FAILED + "connection reset"}])
+    assert not holds(listing, [*listing[:2], {**listing[2], "judged_by": "strict@older"}])
+    assert not holds(listing[:2], listing)  # the snapshot holds a key the listing lost
