@@ -205,16 +205,31 @@ _RECORD_CONNECTION = """
         VALUES ($name, $provider, $location, $prefix, $profile, false, now())
 """
 
+#: A listed object whose `objects` row already says what the listing says (same version, live, not moved away): a
+#: sync only moves its last_seen and its verdict.
+_CURRENT_ROW = """
+    objects.connection = $name AND objects.key = c.key AND NOT objects.deleted AND objects.deleted_at IS NULL
+    AND objects.moved_to IS NULL AND c.moved_from IS NULL AND objects.size = c.size
+    AND objects.etag IS NOT DISTINCT FROM c.etag AND objects.last_modified IS NOT DISTINCT FROM c.last_modified
+    AND objects.version IS NOT DISTINCT FROM c.version AND objects.content_md5 IS NOT DISTINCT FROM c.content_md5
+"""
+_LISTED = """
+    (SELECT c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5, c.moved_from, p.accepted
+     FROM read_parquet($changes) c LEFT JOIN read_parquet($probes) p USING (key) WHERE c.change <> 'deleted') AS c
+"""
+_VIOLATION = "key, rule, severity, message, remediation"
+
 #: The statements of one sync's transaction, in order. Paths and names travel as parameters, never as SQL text.
 #: The upserts are MERGE (DuckLake has no primary keys, so no ON CONFLICT and no INSERT OR REPLACE); each keeps the
 #: semantics of the ON CONFLICT it replaced: first_seen survives an update, moved_from is coalesced with the old one,
-#: and carried facts whose etag did not change are not rewritten.
+#: and carried facts whose etag did not change are not rewritten. Rows that stay as they were are not rewritten
+#: either: an unchanged object gets its last_seen and verdict (one narrow UPDATE), not a whole-row MERGE, and a
+#: violation found again keeps its row (and its detected_at, when it was first found), so an unchanged re-sync writes
+#: what changed, plus last_seen.
 _APPLY_SYNC = (
-    """
+    f"""
     MERGE INTO objects
-    USING (SELECT c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5, c.moved_from, p.accepted
-           FROM read_parquet($changes) c LEFT JOIN read_parquet($probes) p USING (key)
-           WHERE c.change <> 'deleted') AS c
+    USING (SELECT * FROM {_LISTED} WHERE NOT EXISTS (SELECT 1 FROM objects WHERE {_CURRENT_ROW})) AS c
     ON objects.connection = $name AND objects.key = c.key
     WHEN MATCHED THEN UPDATE SET
         size = c.size, etag = c.etag, last_modified = c.last_modified, version = c.version,
@@ -225,6 +240,7 @@ _APPLY_SYNC = (
         VALUES ($name, c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5,
                 now(), now(), false, NULL, NULL, c.moved_from, c.accepted)
     """,
+    f"UPDATE objects SET last_seen = now(), accepted = c.accepted FROM {_LISTED} WHERE {_CURRENT_ROW}",
     """
     UPDATE objects SET deleted = true, deleted_at = now(), moved_to = c.moved_to, accepted = false
     FROM read_parquet($changes) c
@@ -249,11 +265,15 @@ _APPLY_SYNC = (
     WHEN MATCHED THEN UPDATE SET {_MEDIA_SET}
     WHEN NOT MATCHED THEN INSERT (connection, key, {MEDIA_COLUMNS}) VALUES ($name, p.key, {_MEDIA_SELECT})
     """,
-    "DELETE FROM violations WHERE connection = $name",
-    """
+    f"""
+    DELETE FROM violations WHERE connection = $name AND ({_VIOLATION}) NOT IN (
+        SELECT ({_VIOLATION}) FROM read_parquet($violations) WHERE list_contains($rules, rule))
+    """,
+    f"""
     INSERT INTO violations
-    SELECT $name, key, rule, severity, message, remediation, now()
-    FROM read_parquet($violations) WHERE list_contains($rules, rule)
+    SELECT $name, {_VIOLATION}, now() FROM (
+        SELECT {_VIOLATION} FROM read_parquet($violations) WHERE list_contains($rules, rule)
+        EXCEPT SELECT {_VIOLATION} FROM violations WHERE connection = $name)
     """,
     "UPDATE connections SET last_synced = now(), first_synced = coalesce(first_synced, now()) WHERE name = $name",
 )
