@@ -215,17 +215,19 @@ class RangeReader:
             finally:
                 # Even when the head read failed: the tail reached the wire and counts, and nothing is left running.
                 self._collect_ahead()
-        if not self._grow_done and end > self._head and start < self._grow_to:
+        if exact:
+            # Never a reason to grow: an exact read is a small probe far from the header (the end-of-file check),
+            # and on an object a little larger than the head, growing would fetch everything between the two.
+            self._fill(start, end)
+            return
+        if not self._grow_done and end > self._head and start < self._grow_to and self._missing(start, end):
             # Grow to what the parser asked for plus some slack (the segments after a big EXIF block are small),
-            # capped at grow_to: a 30 KB EXIF header then costs ~46 KiB instead of a flat 64 KiB.
+            # capped at grow_to: a header that runs a little past the head costs one request of about its size.
             self._grow_done = True
             self._fill(self._head, min(self._grow_to, max(end, self._head) + self._grow_slack))
-        if exact:
-            self._fill(start, end)
-        else:
-            aligned_start = start - start % self._block
-            aligned_end = min(self._size, -(-end // self._block) * self._block)
-            self._fill(aligned_start, aligned_end, need=(start, end))
+        aligned_start = start - start % self._block
+        aligned_end = min(self._size, -(-end // self._block) * self._block)
+        self._fill(aligned_start, aligned_end, need=(start, end))
 
     def _fill(self, start: int, end: int, need: tuple[int, int] | None = None) -> None:
         """Fetch every gap of [start, end) not yet cached, one request per contiguous gap.

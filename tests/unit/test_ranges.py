@@ -218,3 +218,17 @@ def test_tail_read_that_answered_counts_even_when_the_head_read_failed() -> None
     with pytest.raises(RangeReadError, match="reset by peer"):
         reader.read_at(0, 10)
     assert (reader.requests, reader.bytes_read) == (1, 32)
+
+
+def test_end_check_of_an_object_a_little_larger_than_the_head_reads_only_the_tail() -> None:
+    # 80 KB: the exact tail read must not grow the head window over the 16 KB between the two.
+    reader, rec, data = make(80 * KIB)
+    reader.read_at(0, 10)
+    assert reader.read_at(80 * KIB - 32, 32, exact=True) == data[-32:]
+    assert rec.calls == [(0, FIRST_READ), (80 * KIB - 32, 80 * KIB)]
+    reader, rec, data = make(80 * KIB)
+    reader.start_tail_read(32)
+    reader.read_at(0, 10)
+    assert reader.read_at(80 * KIB - 32, 32, exact=True) == data[-32:]
+    assert sorted(rec.calls) == [(0, FIRST_READ), (80 * KIB - 32, 80 * KIB)]
+    assert (reader.requests, reader.bytes_read) == (2, FIRST_READ + 32)
