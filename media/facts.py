@@ -5,7 +5,7 @@ The field names are the public column names of the index's `media` table (DESIGN
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Kind = Literal["image", "video", "other"]
@@ -44,7 +44,10 @@ class MediaFacts:
     head_sha256: str | None = None
 
     def to_row(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: its recursive deep copy was a third of the CPU a sync spends per probed object.
+        row = {name: getattr(self, name) for name in FACT_COLUMNS}
+        row["compatible_brands"] = list(self.compatible_brands)
+        return row
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> MediaFacts:

@@ -198,6 +198,12 @@ class RangeReader:
                 f"parser asked for more than {self._max_served} bytes in total (the last {end - start} at offset "
                 f"{start}): the file makes it read the same bytes over and over"
             )
+        if self._head_done:
+            # Fast path, most calls: a parser walking a header reads a few bytes at a time from the head it has.
+            i = bisect_right(self._starts, start) - 1
+            if i >= 0 and end <= self._starts[i] + len(self._chunks[i]):
+                seg_start = self._starts[i]
+                return self._chunks[i][start - seg_start : end - seg_start]
         self._ensure(start, end, exact=exact)
         return self._slice(start, end)
 
