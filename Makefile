@@ -58,6 +58,7 @@ ui: setup
 
 bench: setup
 	$(PY) benchmarks/probe_throughput.py
+	$(PY) benchmarks/probe_requests.py
 	$(PY) benchmarks/resync.py
 	$(PY) benchmarks/ui_vs_cli.py --rounds 3
 	$(PY) benchmarks/cli_cost.py

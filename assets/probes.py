@@ -98,8 +98,10 @@ class ProbeConfig(Config):
     )
 
 
-def probe_object(bucket: Bucket, key: str, size: int, etag: str | None) -> MediaFacts:
+def probe_object(bucket: Bucket, key: str, size: int, etag: str | None, end_check: bool = True) -> MediaFacts:
     """Facts for one object from a few ranged reads. Never raises: a bad object becomes an error fact.
+
+    `end_check` is the profile's (media.rules.Profile.end_check): whether the file's last bytes are read too.
 
     An object that can never be read (ObjectUnreadable) becomes media's UnreadableObject, which the reader passes
     through unwrapped: its error is a verdict on the file, not a "read failed" that every sync would retry.
@@ -115,11 +117,11 @@ def probe_object(bucket: Bucket, key: str, size: int, etag: str | None) -> Media
             raise UnreadableObject(str(exc)) from exc
 
     reader = RangeReader(fetch, size)
-    return probe(reader, extension=PurePosixPath(key).suffix.lower() or None)
+    return probe(reader, extension=PurePosixPath(key).suffix.lower() or None, end_check=end_check)
 
 
 def probe_all(
-    bucket: Bucket, rows: Iterator[dict[str, Any]], concurrency: int
+    bucket: Bucket, rows: Iterator[dict[str, Any]], concurrency: int, end_check: bool = True
 ) -> Iterator[tuple[dict[str, Any], MediaFacts]]:
     """Probe rows with up to `concurrency` objects in flight, yielding results in input order.
 
@@ -129,7 +131,7 @@ def probe_all(
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="probe")
     try:
         for row in rows:
-            window.append((row, pool.submit(probe_object, bucket, row["key"], row["size"], row["etag"])))
+            window.append((row, pool.submit(probe_object, bucket, row["key"], row["size"], row["etag"], end_check)))
             if len(window) >= concurrency * 4:
                 head, future = window.popleft()
                 yield head, future.result()
@@ -620,7 +622,7 @@ def _probe_and_carry(
                 "ORDER BY key",
             )
             with Progress(context.log, f"probing '{name}'", to_probe) as progress:
-                for row, facts in probe_all(bucket, rows, concurrency):
+                for row, facts in probe_all(bucket, rows, concurrency, profile.end_check):
                     facts.error = settle_failure(facts.error, row["previous_error"])
                     out.add(row, facts, "probed", datetime.now(UTC))
                     progress.advance()

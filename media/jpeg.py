@@ -24,11 +24,17 @@ MAX_FILL = 4096
 #: Marker segments allowed before the frame header. Real files have tens (hundreds with a split ICC profile);
 #: each costs two reads, so this bounds the walk of a file made of empty segments.
 MAX_SEGMENTS = 4096
-# A tail this long answers "does the file end with EOI?" even with padding after it, in one small request.
-_TAIL = 32
+#: A tail this long answers "does the file end with EOI?" even with padding after it, in one small request.
+END_CHECK_BYTES = 32
 
 
-def probe_jpeg(reader: RangeReader, facts: MediaFacts) -> None:
+def probe_jpeg(reader: RangeReader, facts: MediaFacts, *, end_check: bool = True) -> None:
+    """Facts from the segments before the frame header; with `end_check`, a file without EOI is truncated.
+
+    The end check costs a read of the file's last bytes (started together with the head read when the caller
+    expects a JPEG, see media.probe), so it is the rule profile's choice: truncated uploads are real, but a tool
+    that decodes what it can may not want to pay for finding them.
+    """
     facts.kind, facts.format = "image", "jpeg"
     pos = 2
     exif: bytes | None = None
@@ -77,7 +83,7 @@ def probe_jpeg(reader: RangeReader, facts: MediaFacts) -> None:
                 # Motion photos carry a video after EOI by design; their tail is not a truncation.
                 appended_media = appended_media or b"MotionPhoto" in xmp or b"MicroVideo" in xmp
         pos += 2 + length
-    if not appended_media:
+    if end_check and not appended_media:
         _check_end(reader)
 
 
@@ -116,7 +122,7 @@ def _apply_sof(facts: MediaFacts, sof: bytes, orientation: int | None) -> None:
 
 
 def _check_end(reader: RangeReader) -> None:
-    tail = reader.read_at(max(0, reader.size - _TAIL), _TAIL, exact=True)
+    tail = reader.read_at(max(0, reader.size - END_CHECK_BYTES), END_CHECK_BYTES, exact=True)
     if tail.rstrip(b"\x00").endswith(b"\xff\xd9") or tail.endswith(b"SEFT"):  # SEFT: Samsung's trailer after EOI
         return
     raise ProbeError("truncated JPEG: no end-of-image marker")

@@ -16,7 +16,7 @@ from media import heif, mp4, webp
 from media.errors import ProbeError
 from media.exif import ORIENTATION_TAG, displayed_size, orientation_from_exif
 from media.facts import MediaFacts
-from media.jpeg import probe_jpeg
+from media.jpeg import END_CHECK_BYTES, probe_jpeg
 from media.ranges import RangeFile, RangeReader, RangeReadError
 
 READ_FAILED = "read failed: "
@@ -24,6 +24,12 @@ READ_FAILED = "read failed: "
 file.
 """
 
+#: The head fingerprint (`facts.head_sha256`) covers this many first bytes, whatever the first read's size, so facts
+#: from syncs made with another read size still pair moves by content.
+FINGERPRINT_BYTES = 16 * 1024
+#: Names that promise a format whose end check reads the file's last bytes: for them the tail read starts together
+#: with the head read. A name only decides when the tail is fetched, never whether the file is checked.
+_TAIL_CHECKED_EXTENSIONS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png"})
 _BMP_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -39,6 +45,10 @@ _TRUNCATED = {
     "bmp": "truncated BMP: header runs past the end of the file",
     "gif": "truncated GIF: no image descriptor before end of file",
 }
+
+
+#: A format's prober: (reader, facts to fill, whether to check the end of the file).
+Prober = Callable[[RangeReader, MediaFacts, bool], None]
 
 
 def sniff(head: bytes) -> str | None:
@@ -60,16 +70,20 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def probe(reader: RangeReader, *, extension: str | None = None) -> MediaFacts:
+def probe(reader: RangeReader, *, extension: str | None = None, end_check: bool = True) -> MediaFacts:
     """Facts about the object behind `reader`; never raises.
 
-    `extension` is accepted so callers can pass what they know, but it never changes the facts: the format
-    comes from the content and the rules compare the two.
+    `end_check` (the rule profile's setting) reads the last bytes of a JPEG or PNG to catch a truncated upload;
+    WebP, BMP and MP4 state their length in their headers and are checked for free either way. `extension` never
+    changes the facts (the format comes from the content and the rules compare the two); it only says, for a name
+    that promises JPEG or PNG, that the tail will be wanted, so its read is started together with the head read
+    instead of one round trip after it.
     """
-    del extension
     facts = MediaFacts()
     try:
-        _probe(reader, facts)
+        if end_check and (extension or "").lower().lstrip(".") in _TAIL_CHECKED_EXTENSIONS:
+            reader.start_tail_read(END_CHECK_BYTES)
+        _probe(reader, facts, end_check)
     except RangeReadError as exc:
         facts.error = f"{READ_FAILED}{exc}"
     except ProbeError as exc:
@@ -81,18 +95,18 @@ def probe(reader: RangeReader, *, extension: str | None = None) -> MediaFacts:
     return facts
 
 
-def _probe(reader: RangeReader, facts: MediaFacts) -> None:
+def _probe(reader: RangeReader, facts: MediaFacts, end_check: bool) -> None:
     if reader.size == 0:
         raise ProbeError("empty object (0 bytes)")
     head = reader.head_bytes()
-    facts.head_sha256 = hashlib.sha256(head).hexdigest()
+    facts.head_sha256 = hashlib.sha256(head[:FINGERPRINT_BYTES]).hexdigest()
     fmt = sniff(head)
     if fmt is None:
         raise ProbeError(f"not a recognised image or video (starts with {head[:8]!r})")
-    _PROBERS[fmt](reader, facts)
+    _PROBERS[fmt](reader, facts, end_check)
 
 
-def _probe_with_pillow(reader: RangeReader, facts: MediaFacts, fmt: str) -> None:
+def _probe_with_pillow(reader: RangeReader, facts: MediaFacts, fmt: str, end_check: bool) -> None:
     """Header-only parse through Pillow's lazy open: the plugins read metadata and stop before pixel data."""
     facts.kind, facts.format = "image", fmt
     if fmt == "bmp":
@@ -121,7 +135,7 @@ def _probe_with_pillow(reader: RangeReader, facts: MediaFacts, fmt: str) -> None
     facts.width, facts.height, facts.mode, facts.orientation = width, height, im.mode, orientation
     facts.display_width, facts.display_height = displayed_size(width, height, orientation)
     _check_pixel_limit(width, height)
-    if fmt == "png":
+    if fmt == "png" and end_check:
         _check_png_end(reader)
 
 
@@ -155,7 +169,7 @@ def _check_pixel_limit(width: int, height: int) -> None:
 
 
 def _check_png_end(reader: RangeReader) -> None:
-    tail = reader.read_at(max(0, reader.size - 32), 32, exact=True)
+    tail = reader.read_at(max(0, reader.size - END_CHECK_BYTES), END_CHECK_BYTES, exact=True)
     if _PNG_IEND not in tail:
         raise ProbeError("truncated PNG: no IEND chunk at the end of the file")
 
@@ -166,31 +180,31 @@ def _check_bmp_size(reader: RangeReader) -> None:
         raise ProbeError(f"truncated BMP: header declares {declared} bytes, the object has {reader.size}")
 
 
-def _probe_jpeg(reader: RangeReader, facts: MediaFacts) -> None:
-    probe_jpeg(reader, facts)
+def _probe_jpeg(reader: RangeReader, facts: MediaFacts, end_check: bool) -> None:
+    probe_jpeg(reader, facts, end_check=end_check)
     if facts.width and facts.height:
         _check_pixel_limit(facts.width, facts.height)
 
 
-def _probe_webp(reader: RangeReader, facts: MediaFacts) -> None:
-    webp.probe_webp(reader, facts)
+def _probe_webp(reader: RangeReader, facts: MediaFacts, end_check: bool) -> None:
+    webp.probe_webp(reader, facts)  # the RIFF header states the length: a truncation shows at no extra read
     if facts.width and facts.height:
         _check_pixel_limit(facts.width, facts.height)
 
 
-def _probe_isobmff(reader: RangeReader, facts: MediaFacts) -> None:
-    mp4.probe_mp4(reader, facts)
+def _probe_isobmff(reader: RangeReader, facts: MediaFacts, end_check: bool) -> None:
+    mp4.probe_mp4(reader, facts)  # box sizes already show a truncation, at no extra read
     if facts.format in heif.FORMATS:  # the ftyp brands named a HEIF/AVIF still image: its facts are in its items
         heif.probe_heif(reader, facts)
         if facts.width and facts.height:
             _check_pixel_limit(facts.width, facts.height)
 
 
-def _pillow_prober(fmt: str) -> Callable[[RangeReader, MediaFacts], None]:
-    return lambda reader, facts: _probe_with_pillow(reader, facts, fmt)
+def _pillow_prober(fmt: str) -> Prober:
+    return lambda reader, facts, end_check: _probe_with_pillow(reader, facts, fmt, end_check)
 
 
-_PROBERS: dict[str, Callable[[RangeReader, MediaFacts], None]] = {
+_PROBERS: dict[str, Prober] = {
     "jpeg": _probe_jpeg,
     "webp": _probe_webp,
     "isobmff": _probe_isobmff,

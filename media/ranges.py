@@ -2,10 +2,12 @@
 
 Probing must answer "what is this file" from the fewest bytes and the fewest round trips, because a bucket
 holds millions of objects and every request costs latency and money. The policy (DESIGN.md, "Providers and the
-data plane"): the first request reads the head, a second one grows the window when a header runs on (so a
-camera JPEG with a big EXIF block costs at most two requests), and anything further (a TIFF IFD, an MP4 moov
-box at the end) is fetched in aligned blocks where it is needed. A hard byte budget makes sure a hostile file
-can never make us download a whole large object.
+data plane"): the first request reads a head big enough for a camera JPEG's whole header (see FIRST_READ), a
+second one grows the window for the rare header that runs on, and anything further (a TIFF IFD, an MP4 moov
+box at the end) is fetched in aligned blocks where it is needed. A caller that knows it will need the object's
+last bytes (the end-of-file check) asks for them up front, and they are fetched at the same time as the head,
+in a second request that costs no extra round trip. A hard byte budget makes sure a hostile file can never make
+us download a whole large object.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import io
 import time
 from bisect import bisect_right
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 from media.errors import ProbeError
 
@@ -61,6 +64,22 @@ class ProbeDeadlineExceeded(RangeReadError):
 #: request's retries and never stalls a sync.
 DEFAULT_DEADLINE_S = 120.0
 
+#: Bytes the first request reads. A GET's cost is its round trip, not its bytes: on the emulators a 64 KiB ranged
+#: GET runs at about the same rate as a 16 KiB one (benchmarks/probe_requests.py prints both), and on a cloud
+#: store the first byte takes tens of milliseconds while 48 KiB more stream in about one at tens of MB/s per
+#: connection. A camera JPEG carries 20-60 KB of EXIF (maker notes, a thumbnail) before its frame header, so a
+#: 16 KiB head needed a second, sequential request for most photos; 64 KiB answers a typical JPEG, PNG or WebP in
+#: one. (It is also the most one JPEG APP1 segment can hold.) Objects smaller than this are read whole, once.
+FIRST_READ = 64 * 1024
+#: How far the one grow request may reach for a header that runs past the first read (a big ICC profile, a
+#: maker note split over several segments); past it, aligned blocks are fetched where the parser reads.
+GROW_TO = 128 * 1024
+
+#: Reads started ahead of the head read (the end-of-file check) run here, so the caller's thread can send the head
+#: read meanwhile. Threads are made only on demand; 256 is the highest probe concurrency a connection may set
+#: (assets/probes.py), so a read started ahead never waits for a free thread.
+_AHEAD = ThreadPoolExecutor(max_workers=256, thread_name_prefix="probe-ahead")
+
 #: `read_at` calls one probe may make. A real header is read in tens of calls (hundreds for a TIFF with many
 #: tags); each call costs microseconds, so this caps a hostile file at a fraction of a second of CPU.
 MAX_READS = 50_000
@@ -79,8 +98,8 @@ class RangeReader:
         fetch: Fetch,
         size: int,
         *,
-        head: int = 16 * 1024,
-        grow_to: int = 64 * 1024,
+        head: int = FIRST_READ,
+        grow_to: int = GROW_TO,
         block: int = 64 * 1024,
         max_bytes: int = 8 * 1024 * 1024,
         grow_slack: int = 16 * 1024,
@@ -88,6 +107,7 @@ class RangeReader:
         clock: Callable[[], float] = time.monotonic,
         max_reads: int = MAX_READS,
         max_served: int = MAX_SERVED,
+        executor: Executor | None = None,
     ) -> None:
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
@@ -107,6 +127,9 @@ class RangeReader:
         self._started: float | None = None  # the clock starts at the first request, not at construction
         self._head_done = False
         self._grow_done = False
+        self._executor = executor or _AHEAD
+        #: A read started ahead of the head read: (start, end, its future), until it is collected.
+        self._ahead: tuple[int, int, Future[bytes]] | None = None
         # Disjoint, sorted cached segments: parallel lists of starts and their bytes.
         self._starts: list[int] = []
         self._chunks: list[bytes] = []
@@ -129,6 +152,27 @@ class RangeReader:
     def head_bytes(self) -> bytes:
         """The first min(size, head) bytes, fetched by the first request."""
         return self.read_at(0, self._head)
+
+    def start_tail_read(self, length: int) -> bool:
+        """Start fetching the object's last `length` bytes now, so the head read can run at the same time.
+
+        Called before the first read by a prober that will check the end of the file: the tail then costs a
+        second request but no second round trip, where reading it after the header would add one. Nothing is
+        started when the head read covers those bytes anyway (a small object). The tail is collected (cached
+        and counted) as soon as the head read has answered; if it failed, it is forgotten, and a parser that
+        needs those bytes fetches them again and reports that failure. Returns whether a read was started.
+        """
+        if self._head_done or self._ahead is not None or length <= 0:
+            return False
+        start, end = max(self._head, self._size - length), self._size
+        if start >= end or self.bytes_read + (end - start) > self._max_bytes:
+            return False
+        try:
+            future = self._executor.submit(self._fetch, start, end)
+        except RuntimeError:  # the interpreter is shutting down: read the tail later, in line, if it is wanted
+            return False
+        self._ahead = (start, end, future)
+        return True
 
     def read_at(self, offset: int, length: int, *, exact: bool = False) -> bytes:
         """Bytes [offset, offset + length) clipped to the object's size.
@@ -154,6 +198,12 @@ class RangeReader:
                 f"parser asked for more than {self._max_served} bytes in total (the last {end - start} at offset "
                 f"{start}): the file makes it read the same bytes over and over"
             )
+        if self._head_done:
+            # Fast path, most calls: a parser walking a header reads a few bytes at a time from the head it has.
+            i = bisect_right(self._starts, start) - 1
+            if i >= 0 and end <= self._starts[i] + len(self._chunks[i]):
+                seg_start = self._starts[i]
+                return self._chunks[i][start - seg_start : end - seg_start]
         self._ensure(start, end, exact=exact)
         return self._slice(start, end)
 
@@ -166,18 +216,24 @@ class RangeReader:
     def _ensure(self, start: int, end: int, *, exact: bool) -> None:
         if not self._head_done:
             self._head_done = True
-            self._fill(0, self._head)
-        if not self._grow_done and end > self._head and start < self._grow_to:
+            try:
+                self._fill(0, self._head)
+            finally:
+                # Even when the head read failed: the tail reached the wire and counts, and nothing is left running.
+                self._collect_ahead()
+        if exact:
+            # Never a reason to grow: an exact read is a small probe far from the header (the end-of-file check),
+            # and on an object a little larger than the head, growing would fetch everything between the two.
+            self._fill(start, end)
+            return
+        if not self._grow_done and end > self._head and start < self._grow_to and self._missing(start, end):
             # Grow to what the parser asked for plus some slack (the segments after a big EXIF block are small),
-            # capped at grow_to: a 30 KB EXIF header then costs ~46 KiB instead of a flat 64 KiB.
+            # capped at grow_to: a header that runs a little past the head costs one request of about its size.
             self._grow_done = True
             self._fill(self._head, min(self._grow_to, max(end, self._head) + self._grow_slack))
-        if exact:
-            self._fill(start, end)
-        else:
-            aligned_start = start - start % self._block
-            aligned_end = min(self._size, -(-end // self._block) * self._block)
-            self._fill(aligned_start, aligned_end, need=(start, end))
+        aligned_start = start - start % self._block
+        aligned_end = min(self._size, -(-end // self._block) * self._block)
+        self._fill(aligned_start, aligned_end, need=(start, end))
 
     def _fill(self, start: int, end: int, need: tuple[int, int] | None = None) -> None:
         """Fetch every gap of [start, end) not yet cached, one request per contiguous gap.
@@ -226,6 +282,22 @@ class RangeReader:
         if len(data) != n:
             raise RangeReadError(f"read of bytes {start}-{end} returned {len(data)} bytes instead of {n}")
         self.bytes_read += n
+        self._insert(start, bytes(data))
+
+    def _collect_ahead(self) -> None:
+        """Cache and count the read started ahead, waiting for it if it is still running."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return
+        start, end, future = ahead
+        try:
+            data = future.result()
+        except Exception:  # forgotten: whoever needs these bytes fetches them again and reports that failure
+            return
+        if len(data) != end - start:
+            return
+        self.requests += 1
+        self.bytes_read += end - start
         self._insert(start, bytes(data))
 
     def _check_deadline(self, start: int, end: int) -> None:

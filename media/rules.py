@@ -32,6 +32,10 @@ class Profile:
 
     `manifest_displayed_size`: the manifest records the size a viewer shows (EXIF orientation applied), for
     tools that honour the orientation tag; otherwise the stored size.
+
+    `end_check`: probing reads the last bytes of every JPEG and PNG to catch truncated uploads (a JPEG without its
+    end-of-image marker, a PNG without IEND), which then fail `readable`. It costs a second request per image (sent
+    together with the first, so no second round trip); a tool that decodes what it can does without it.
     """
 
     name: str
@@ -40,6 +44,7 @@ class Profile:
     video_formats: frozenset[str]
     manifest_displayed_size: bool
     description: str = ""
+    end_check: bool = True
 
 
 Rule = Callable[[MediaFacts, str, Profile], list[Violation]]
@@ -293,6 +298,7 @@ PROFILES: dict[str, Profile] = {
         video_formats=frozenset({"mp4"}),
         manifest_displayed_size=False,
         description="Datature Vi's asset requirements: orientation 1, MP4 brand mp42 with yuv420p",
+        end_check=True,
     ),
     # CVAT decodes images with stock Pillow and nothing else: its server requirements (cvat/requirements/base.in)
     # pin Pillow>=12.3 and no pillow-heif, nothing registers a HEIF opener, and its maintainers say it supports the
@@ -308,6 +314,8 @@ PROFILES: dict[str, Profile] = {
         video_formats=frozenset({"mp4", "mov"}),
         manifest_displayed_size=True,
         description="CVAT: EXIF-rotated images accepted (the manifest records the displayed size), any decodable video",
+        # One request per image: a truncated file whose header is whole passes here; `strict` is the one that looks.
+        end_check=False,
     ),
 }
 

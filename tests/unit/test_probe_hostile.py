@@ -12,7 +12,7 @@ from PIL import Image
 from demo import synth
 from media.facts import MediaFacts
 from media.probe import READ_FAILED, probe
-from media.ranges import ProbeWorkExceeded, RangeReader
+from media.ranges import FIRST_READ, ProbeWorkExceeded, RangeReader
 
 KIB = 1024
 
@@ -274,7 +274,7 @@ def test_jpeg_long_fill_run_is_refused_in_one_read() -> None:
     assert facts.error == (
         "malformed JPEG: more than 4096 fill bytes (0xFF) from offset 2; a marker should follow within a few"
     )
-    assert (facts.bytes_read, facts.requests) == (16 * KIB, 1)
+    assert (facts.bytes_read, facts.requests) == (FIRST_READ, 1)
     assert reader.reads <= 4
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from PIL import Image, ImageOps
 
 from demo import synth
 from media.facts import MediaFacts
+from media.jpeg import END_CHECK_BYTES
 from media.probe import probe
-from media.ranges import RangeReader
+from media.ranges import FIRST_READ, RangeReader
 
 KIB = 1024
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "exif-orientation"
@@ -99,27 +101,115 @@ def test_content_decides_the_format_not_the_extension() -> None:
     assert (facts.format, facts.error) == ("png", None)
 
 
-def test_camera_jpeg_costs_at_most_64k_in_two_header_requests_plus_the_end_check() -> None:
-    data = synth.jpeg(2000, 1500, orientation=6, exif_extra_bytes=30_000, quality=90)
-    assert len(data) > 500 * KIB
-    calls: list[tuple[int, int]] = []
+class Wire:
+    """A fetch over in-memory bytes that records every request and when it started and ended, from any thread.
 
-    def fetch(start: int, end: int) -> bytes:
-        calls.append((start, end))
-        return data[start:end]
+    With `hold_head`, the head request (offset 0) answers only once another request has started, or after 5 s:
+    `overlapped` then says whether the tail read was in flight while the head read was, whatever the thread
+    scheduling, with no timing in the assertion.
+    """
 
-    facts = probe(RangeReader(fetch, len(data)))
+    def __init__(self, data: bytes, *, hold_head: bool = True) -> None:
+        self.data, self.hold_head = data, hold_head
+        self.calls: list[tuple[int, int]] = []
+        self.events: list[tuple[str, int]] = []
+        self.overlapped: bool | None = None
+        self._other_started = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, start: int, end: int) -> bytes:
+        with self._lock:
+            self.calls.append((start, end))
+            self.events.append(("start", start))
+        if start == 0 and self.hold_head:
+            self.overlapped = self._other_started.wait(timeout=5)
+        else:
+            self._other_started.set()
+        with self._lock:
+            self.events.append(("end", start))
+        return self.data[start:end]
+
+
+def camera_jpeg(exif_bytes: int) -> bytes:
+    """A 1600x1200 photo whose EXIF block (maker notes) is `exif_bytes` long, as cameras write 20-60 KB of it."""
+    return synth.jpeg(1600, 1200, orientation=6, exif_extra_bytes=exif_bytes, quality=90)
+
+
+ONE_READ = {
+    "camera-jpeg-20k": (camera_jpeg(20_000), ".jpg"),
+    "camera-jpeg-45k": (camera_jpeg(45_000), ".jpg"),
+    "camera-jpeg-60k": (camera_jpeg(60_000), ".JPEG"),
+    "png": (synth.png(900, 700), ".png"),
+    "png-with-exif": (synth.png(900, 700, orientation=6), ".png"),
+    "webp-lossy": (synth.webp(1500, 1100), ".webp"),
+    "webp-lossless": (synth.webp(1500, 1100, lossless=True), ".webp"),
+}
+
+
+@pytest.mark.parametrize("name", ONE_READ)
+def test_typical_image_costs_one_read_without_the_end_check(name: str) -> None:
+    data, extension = ONE_READ[name]
+    assert len(data) > 4 * FIRST_READ  # a one-read probe of a small file would prove nothing
+    wire = Wire(data, hold_head=False)
+    facts = probe(RangeReader(wire, len(data)), extension=extension, end_check=False)
+    assert facts.error is None and facts.width and facts.height
+    assert wire.calls == [(0, FIRST_READ)]
+    assert (facts.requests, facts.bytes_read) == (1, FIRST_READ)
+
+
+@pytest.mark.parametrize("name", [n for n in ONE_READ if not n.startswith("webp")])
+def test_end_check_reads_the_tail_at_the_same_time_as_the_head(name: str) -> None:
+    data, extension = ONE_READ[name]
+    wire = Wire(data)
+    facts = probe(RangeReader(wire, len(data)), extension=extension, end_check=True)
     assert facts.error is None
-    assert (facts.width, facts.height, facts.orientation) == (2000, 1500, 6)
-    # The header needs the head and one grow; the end-of-image check is one tiny exact read at the tail.
-    # The grow read stops where the parser's need plus slack ends, well inside the 64 KiB window.
-    header_calls, end_check = calls[:-1], calls[-1]
-    assert header_calls[0] == (0, 16 * KIB)
-    assert len(header_calls) == 2 and header_calls[1][0] == 16 * KIB and 30_000 < header_calls[1][1] < 64 * KIB
-    assert end_check[1] == len(data) and end_check[1] - end_check[0] <= 32
-    assert facts.requests == 3
-    assert facts.bytes_read <= 64 * KIB
-    assert facts.bytes_read < len(data) / 8
+    tail = (len(data) - END_CHECK_BYTES, len(data))
+    assert sorted(wire.calls) == [(0, FIRST_READ), tail]
+    # Both requests were in flight together: the tail started before the head answered, never after it.
+    assert wire.overlapped is True
+    assert wire.events.index(("start", tail[0])) < wire.events.index(("end", 0))
+    assert (facts.requests, facts.bytes_read) == (2, FIRST_READ + END_CHECK_BYTES)
+
+
+def test_webp_states_its_length_so_the_end_check_costs_no_read() -> None:
+    data, extension = ONE_READ["webp-lossy"]
+    wire = Wire(data, hold_head=False)
+    facts = probe(RangeReader(wire, len(data)), extension=extension, end_check=True)
+    assert facts.error is None
+    assert wire.calls == [(0, FIRST_READ)]
+
+
+def test_end_check_still_runs_when_the_name_does_not_promise_a_jpeg() -> None:
+    # The name only decides when the tail is read: a JPEG named .bin is checked, one round trip later.
+    data = camera_jpeg(30_000)
+    wire = Wire(data, hold_head=False)
+    cut = synth.truncated(data, 0.5)
+    assert probe(RangeReader.from_bytes(cut), extension=".bin").error == "truncated JPEG: no end-of-image marker"
+    facts = probe(RangeReader(wire, len(data)), extension=".bin", end_check=True)
+    assert facts.error is None
+    tail = len(data) - END_CHECK_BYTES
+    assert wire.calls == [(0, FIRST_READ), (tail, len(data))]
+    assert wire.events == [("start", 0), ("end", 0), ("start", tail), ("end", tail)]
+
+
+def test_truncated_jpeg_and_png_pass_without_the_end_check_and_fail_with_it() -> None:
+    for data, extension, error in (
+        (camera_jpeg(30_000), ".jpg", "truncated JPEG: no end-of-image marker"),
+        (synth.png(900, 700), ".png", "truncated PNG: no IEND chunk at the end of the file"),
+    ):
+        cut = synth.truncated(data, 0.5)
+        assert probe(RangeReader.from_bytes(cut), extension=extension, end_check=True).error == error
+        unchecked = probe(RangeReader.from_bytes(cut), extension=extension, end_check=False)
+        assert unchecked.error is None and unchecked.requests == 1
+
+
+def test_small_object_is_one_read_even_with_the_end_check() -> None:
+    data = synth.jpeg(320, 240, orientation=6, exif_extra_bytes=2000)
+    assert len(data) < FIRST_READ
+    wire = Wire(data, hold_head=False)
+    facts = probe(RangeReader(wire, len(data)), extension=".jpg", end_check=True)
+    assert facts.error is None
+    assert wire.calls == [(0, len(data))]
 
 
 def test_jpeg_with_small_exif_costs_one_head_read_and_the_end_check() -> None:
@@ -127,7 +217,7 @@ def test_jpeg_with_small_exif_costs_one_head_read_and_the_end_check() -> None:
     facts = probe_bytes(data)
     assert facts.error is None
     assert facts.requests == 2
-    assert facts.bytes_read <= 16 * KIB + 32
+    assert facts.bytes_read <= FIRST_READ + END_CHECK_BYTES
 
 
 def test_webp_exif_after_the_bitstream_is_found_without_reading_the_bitstream() -> None:
@@ -140,14 +230,14 @@ def test_webp_exif_after_the_bitstream_is_found_without_reading_the_bitstream() 
     assert (facts.width, facts.height, facts.orientation) == (1500, 1100, 8)
     assert (facts.display_width, facts.display_height) == (1100, 1500)
     assert facts.requests == 2
-    assert facts.bytes_read <= 16 * KIB + 64 * KIB
+    assert facts.bytes_read <= FIRST_READ + 64 * KIB
 
 
 def test_large_png_is_probed_from_its_head() -> None:
     data = synth.png(900, 700)
     facts = probe_bytes(data)
     assert facts.error is None and (facts.width, facts.height) == (900, 700)
-    assert facts.bytes_read <= 16 * KIB + 32 < len(data)
+    assert facts.bytes_read <= FIRST_READ + END_CHECK_BYTES < len(data)
 
 
 def _fixture_files() -> list[Path]:
@@ -178,4 +268,4 @@ def test_every_exif_orientation_fixture(path: Path) -> None:
     reference = decoded(data)
     assert (facts.width, facts.height) == reference.size
     assert facts.mode == reference.mode
-    assert facts.bytes_read < len(data) / 4
+    assert facts.bytes_read <= FIRST_READ + END_CHECK_BYTES < len(data) / 3

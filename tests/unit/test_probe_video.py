@@ -12,7 +12,7 @@ from demo import synth
 from media.facts import MediaFacts
 from media.pixel_format import from_av1c, from_avcc, from_hvcc, from_vpcc
 from media.probe import probe
-from media.ranges import RangeReader
+from media.ranges import FIRST_READ, RangeReader
 
 KIB = 1024
 
@@ -121,7 +121,8 @@ def test_moov_first_video_is_probed_from_its_head() -> None:
     data = synth.mp4(moov_last=False, width=480, height=360, frames=60)
     facts = probe_bytes(data)
     assert facts.error is None
-    assert (facts.requests, facts.bytes_read) == (1, 16 * KIB)
+    assert len(data) > FIRST_READ
+    assert (facts.requests, facts.bytes_read) == (1, FIRST_READ)
 
 
 def test_frames_fall_back_to_stts_when_stsz_has_no_count() -> None:

@@ -8,9 +8,12 @@ import random
 import pytest
 from PIL import Image
 
-from media.ranges import ProbeBudgetExceeded, RangeReader, RangeReadError
+from media.ranges import FIRST_READ, GROW_TO, ProbeBudgetExceeded, RangeReader, RangeReadError
 
 KIB = 1024
+#: The mechanics (head, grow, blocks) are pinned on a 16 KiB head and a 64 KiB grow window, where the arithmetic is
+#: easy to follow; the production sizes are pinned by test_default_first_read_is_64k_and_grows_to_128k.
+SMALL = {"head": 16 * KIB, "grow_to": 64 * KIB}
 
 
 class Recorder:
@@ -33,7 +36,7 @@ def make(size: int, **policy: int) -> tuple[RangeReader, Recorder, bytes]:
 
 
 def test_first_read_fetches_the_head_only() -> None:
-    reader, rec, data = make(1024 * KIB)
+    reader, rec, data = make(1024 * KIB, **SMALL)
     assert reader.read_at(10, 20) == data[10:30]
     assert rec.calls == [(0, 16 * KIB)]
     assert (reader.requests, reader.bytes_read) == (1, 16 * KIB)
@@ -42,7 +45,7 @@ def test_first_read_fetches_the_head_only() -> None:
 
 
 def test_read_past_head_grows_by_the_need_plus_slack_in_one_request() -> None:
-    reader, rec, data = make(1024 * KIB)
+    reader, rec, data = make(1024 * KIB, **SMALL)
     assert reader.read_at(16 * KIB - 4, 10) == data[16 * KIB - 4 : 16 * KIB + 6]
     assert rec.calls == [(0, 16 * KIB), (16 * KIB, 16 * KIB + 6 + 16 * KIB)]
     # Anything inside the grown window is now free.
@@ -55,13 +58,13 @@ def test_read_past_head_grows_by_the_need_plus_slack_in_one_request() -> None:
 
 
 def test_grow_is_capped_at_64k() -> None:
-    reader, rec, data = make(1024 * KIB)
+    reader, rec, data = make(1024 * KIB, **SMALL)
     assert reader.read_at(10 * KIB, 50 * KIB) == data[10 * KIB : 60 * KIB]
     assert rec.calls == [(0, 16 * KIB), (16 * KIB, 64 * KIB)]
 
 
 def test_far_reads_fetch_aligned_blocks_and_skip_the_grow() -> None:
-    reader, rec, data = make(1024 * KIB)
+    reader, rec, data = make(1024 * KIB, **SMALL)
     offset = 700 * KIB + 123
     assert reader.read_at(offset, 100) == data[offset : offset + 100]
     assert rec.calls == [(0, 16 * KIB), (640 * KIB, 704 * KIB)]
@@ -77,10 +80,19 @@ def test_far_reads_fetch_aligned_blocks_and_skip_the_grow() -> None:
 
 
 def test_exact_reads_fetch_only_what_is_asked() -> None:
-    reader, rec, data = make(3000 * KIB)
+    reader, rec, data = make(3000 * KIB, **SMALL)
     assert reader.read_at(3000 * KIB - 2, 2, exact=True) == data[-2:]
     assert rec.calls == [(0, 16 * KIB), (3000 * KIB - 2, 3000 * KIB)]
     assert reader.bytes_read == 16 * KIB + 2
+
+
+def test_default_first_read_is_64k_and_grows_to_128k() -> None:
+    assert (FIRST_READ, GROW_TO) == (64 * KIB, 128 * KIB)
+    reader, rec, data = make(1024 * KIB)
+    assert reader.read_at(60 * KIB, 4 * KIB) == data[60 * KIB : 64 * KIB]
+    assert rec.calls == [(0, 64 * KIB)]
+    assert reader.read_at(100 * KIB, 10) == data[100 * KIB : 100 * KIB + 10]
+    assert rec.calls[-1] == (64 * KIB, 100 * KIB + 10 + 16 * KIB)
 
 
 def test_reads_are_clipped_to_the_object() -> None:
@@ -94,7 +106,7 @@ def test_reads_are_clipped_to_the_object() -> None:
 
 
 def test_object_between_head_and_grow_size_is_read_in_two_requests_at_most() -> None:
-    reader, rec, data = make(40 * KIB)
+    reader, rec, data = make(40 * KIB, **SMALL)
     assert reader.read_at(0, 40 * KIB) == data
     assert rec.calls == [(0, 16 * KIB), (16 * KIB, 40 * KIB)]
 
@@ -151,3 +163,72 @@ def test_file_object_seeks_reads_and_serves_pillow() -> None:
     assert fp.readinto(buffer) == 5 and bytes(buffer) == data[:5]
     fp.seek(0)
     assert Image.open(fp).size == (40, 30)
+
+
+def test_tail_read_started_ahead_is_cached_and_counted_with_the_head() -> None:
+    reader, rec, data = make(1024 * KIB)
+    assert reader.start_tail_read(32)
+    assert reader.read_at(0, 10) == data[:10]
+    assert sorted(rec.calls) == [(0, FIRST_READ), (1024 * KIB - 32, 1024 * KIB)]
+    assert (reader.requests, reader.bytes_read) == (2, FIRST_READ + 32)
+    assert reader.read_at(1024 * KIB - 32, 32, exact=True) == data[-32:]
+    assert reader.requests == 2  # served from the cache
+
+
+def test_no_tail_read_when_the_head_covers_it_or_once_reading_has_begun() -> None:
+    reader, rec, _ = make(FIRST_READ)
+    assert not reader.start_tail_read(32)
+    reader, rec, _ = make(FIRST_READ + 10)
+    assert reader.start_tail_read(32)  # only the 10 bytes past the head
+    reader.read_at(0, 1)
+    assert sorted(rec.calls) == [(0, FIRST_READ), (FIRST_READ, FIRST_READ + 10)]
+    assert not reader.start_tail_read(32)
+
+
+def test_failed_tail_read_is_forgotten_and_read_again_when_needed() -> None:
+    data = random.Random(1).randbytes(1024 * KIB)
+    calls: list[tuple[int, int]] = []
+    failures = [ConnectionError("reset by peer")]
+
+    def flaky_tail(start: int, end: int) -> bytes:
+        calls.append((start, end))
+        if start > 0 and failures:
+            raise failures.pop()
+        return data[start:end]
+
+    reader = RangeReader(flaky_tail, len(data))
+    reader.start_tail_read(32)
+    reader.read_at(0, 10)
+    assert (reader.requests, reader.bytes_read) == (1, FIRST_READ)
+    assert reader.read_at(len(data) - 32, 32, exact=True) == data[-32:]
+    assert (reader.requests, reader.bytes_read) == (2, FIRST_READ + 32)
+    assert calls.count((len(data) - 32, len(data))) == 2
+
+
+def test_tail_read_that_answered_counts_even_when_the_head_read_failed() -> None:
+    data = bytes(1024 * KIB)
+
+    def head_fails(start: int, end: int) -> bytes:
+        if start == 0:
+            raise ConnectionError("reset by peer")
+        return data[start:end]
+
+    reader = RangeReader(head_fails, len(data))
+    reader.start_tail_read(32)
+    with pytest.raises(RangeReadError, match="reset by peer"):
+        reader.read_at(0, 10)
+    assert (reader.requests, reader.bytes_read) == (1, 32)
+
+
+def test_end_check_of_an_object_a_little_larger_than_the_head_reads_only_the_tail() -> None:
+    # 80 KB: the exact tail read must not grow the head window over the 16 KB between the two.
+    reader, rec, data = make(80 * KIB)
+    reader.read_at(0, 10)
+    assert reader.read_at(80 * KIB - 32, 32, exact=True) == data[-32:]
+    assert rec.calls == [(0, FIRST_READ), (80 * KIB - 32, 80 * KIB)]
+    reader, rec, data = make(80 * KIB)
+    reader.start_tail_read(32)
+    reader.read_at(0, 10)
+    assert reader.read_at(80 * KIB - 32, 32, exact=True) == data[-32:]
+    assert sorted(rec.calls) == [(0, FIRST_READ), (80 * KIB - 32, 80 * KIB)]
+    assert (reader.requests, reader.bytes_read) == (2, FIRST_READ + 32)

@@ -63,6 +63,8 @@ def test_profiles_and_rule_names() -> None:
     assert CVAT.image_formats == STRICT.image_formats | {"gif", "avif"}
     assert CVAT.video_formats == {"mp4", "mov"}
     assert get_profile("cvat") is CVAT
+    # Truncated uploads are looked for (one more request per JPEG/PNG, sent with the first) only under strict.
+    assert (STRICT.end_check, CVAT.end_check) == (True, False)
 
 
 def test_unknown_profile_names_the_known_ones() -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from demo import synth
 from media.probe import probe
-from media.ranges import RangeReader
+from media.ranges import FIRST_READ, RangeReader
 from media.rules import judge
 
 KIB = 1024
@@ -110,4 +110,5 @@ def test_demo_moov_at_end_is_probed_without_a_full_download(demo: tuple[Path, di
     data = (root / "videos/moov-at-end.mp4").read_bytes()
     assert data.index(b"moov") > 64 * KIB
     facts = probe(RangeReader.from_bytes(data))
-    assert facts.bytes_read < len(data) / 2
+    # The demo's files are small: the head and one 64 KiB block around the moov box, never the whole file.
+    assert facts.bytes_read <= FIRST_READ + 64 * KIB < len(data)
