@@ -45,7 +45,7 @@ from google.auth.credentials import AnonymousCredentials  # noqa: E402
 from google.cloud import storage  # noqa: E402
 
 from benchmarks.probe_throughput import step_seconds  # noqa: E402
-from media import synth  # noqa: E402
+from demo import synth  # noqa: E402
 from media.ranges import FIRST_READ  # noqa: E402
 from pipelines.runner import run_sync  # noqa: E402
 from resources.catalog import load_catalog  # noqa: E402
