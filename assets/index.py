@@ -67,7 +67,7 @@ def media_index(
         ):
             if not state_store.fetch(key, path):
                 raise Failure(f"connection '{name}': {key} is missing from the state store; run the whole sync again")
-        counts = _apply(context, conn, catalog, index, state, snapshot)
+        counts, new_violations = _apply(context, conn, catalog, index, state, snapshot)
     publish(state_store, name, context.run.run_id)
     context.log.info(f"'{name}': index updated at {index.location}; manifest published to {state_store.location}")
     in_bucket: dict[str, MetadataValue] = {}
@@ -84,6 +84,8 @@ def media_index(
             "probed": MetadataValue.int(counts.probed),
             "accepted": MetadataValue.int(counts.accepted),
             "violations": MetadataValue.int(counts.violations),
+            # Read by the notification sensor (pipelines/notifications.py): violations the previous sync did not have.
+            "new_violations": MetadataValue.int(new_violations),
             "deleted": MetadataValue.int(counts.deleted),
             "moved": MetadataValue.int(counts.moved),
             "index": MetadataValue.text(index.location),
@@ -98,8 +100,9 @@ def _apply(
     index: MediaIndex,
     state: ListingState,
     snapshot: SyncSnapshot,
-) -> SyncCounts:
-    """Count what the sync did from its snapshots, and fold it into the index in one transaction."""
+) -> tuple[SyncCounts, int]:
+    """Count what the sync did from its snapshots, and fold it into the index in one transaction. Returns the counts
+    and how many of the sync's violations are new (not reported by the previous sync)."""
     name = conn.name
     con = duckdb.connect()
     probed, carried, accepted, bytes_read, requests = con.execute(
@@ -140,5 +143,5 @@ def _apply(
         requests=int(requests),
     )
     catalog_names = sorted(catalog.load().connections)
-    index.apply_sync(connection_row(conn), snapshot, rules, counts, attached=catalog_names)
-    return counts
+    folded = index.apply_sync(connection_row(conn), snapshot, rules, counts, attached=catalog_names)
+    return counts, folded.new_violations

@@ -5,9 +5,13 @@ CVAT's own tooling opens every image, and decodes every video, to write these fi
 because the probes already know each image's size and each video's key frames (read from its moov box, media/mp4.py,
 and carried in the probes snapshot). The manifests are staged under the run's id and published by `media_index` once
 the sync is in the index (assets/publish.py), so the published manifests always match the index.
+A manifest identical to the published one is not staged, so an unchanged re-sync leaves the published file (and
+its modification time) alone.
 """
 
+import filecmp
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataV
 from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from assets.snapshots import SnapshotKeys
-from media.cvat import split_name, video_manifest_lines
+from media.cvat import EXTENSION_PATTERN, NAME_SQL, split_name, video_manifest_lines
 from resources.catalog import Connection
 from resources.catalog_resource import CatalogResource
 from resources.scratch import scratch_duckdb
@@ -91,6 +95,40 @@ def stage_video_manifests(
     return written, missing, examples
 
 
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def write_manifest(con: duckdb.DuckDBPyConnection, probes: Path, prefix: str, target: Path) -> int:
+    """Write the manifest of the accepted images in `probes` to `target` in one query; returns how many images.
+
+    The same lines `manifest_line` makes (DuckDB's JSON writer: compact, UTF-8 as is; only control characters, which
+    no accepted key holds, would be escaped differently), written by DuckDB in key order with no Python per row.
+    """
+    body = target.with_name(target.name + ".body")
+    relative = "CASE WHEN starts_with(key, $prefix) THEN substr(key, length($prefix) + 1) ELSE key END"
+    images = con.sql(
+        f"""
+        SELECT {NAME_SQL} AS name, coalesce(regexp_extract(key, '{EXTENSION_PATTERN}', 1), '') AS extension,
+               manifest_width AS width, manifest_height AS height
+        FROM (SELECT {relative} AS key, key AS full_key, manifest_width, manifest_height
+              FROM read_parquet($p) WHERE accepted AND kind = 'image')
+        ORDER BY full_key
+        """,
+        params={"p": str(probes), "prefix": prefix},
+    )
+    con.execute("SET preserve_insertion_order = true")  # COPY keeps the ORDER BY only with it
+    images.create_view("manifest_lines")
+    (count,) = con.execute(f"COPY manifest_lines TO {_sql_string(str(body))} (FORMAT json)").fetchone()
+    with target.open("wb") as out:
+        for line in HEADER:
+            out.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+        with body.open("rb") as lines:
+            shutil.copyfileobj(lines, out)
+    body.unlink()
+    return int(count)
+
+
 @asset(
     partitions_def=connections_partitions,
     deps=[media_probes],
@@ -113,19 +151,7 @@ def cvat_manifest(
         if not state_store.fetch(keys.probes, probes):
             raise Failure(f"connection '{name}': no probes in the state store; materialize media_probes first")
         con = scratch_duckdb(scratch / ".spill")
-        reader = con.sql(
-            "SELECT key, manifest_width, manifest_height FROM read_parquet($p) WHERE accepted AND kind = 'image' "
-            "ORDER BY key",
-            params={"p": str(probes)},
-        ).to_arrow_reader(4096)
-        images = 0
-        with manifest.open("w", encoding="utf-8") as out:
-            for line in HEADER:
-                out.write(json.dumps(line, separators=(",", ":")) + "\n")
-            for batch in reader:
-                for row in batch.to_pylist():
-                    out.write(manifest_line(conn, row["key"], row["manifest_width"], row["manifest_height"]) + "\n")
-                    images += 1
+        images = write_manifest(con, probes, conn.prefix, manifest)
         rejected = con.execute(
             "SELECT count(*) FROM read_parquet($p) WHERE kind = 'image' AND NOT accepted", {"p": str(probes)}
         ).fetchall()[0][0]
@@ -134,18 +160,26 @@ def cvat_manifest(
         con.close()
         if not images:  # CVAT refuses a manifest without items: stage "none" (an empty file) instead
             manifest.write_bytes(b"")
+        published = scratch / "published.jsonl"
+        unchanged = (
+            bool(images)
+            and state_store.fetch(keys.manifest, published)
+            and filecmp.cmp(manifest, published, shallow=False)
+        )
         # The video manifests are staged first: a staged image manifest means the run's manifests are all staged.
         state_store.put(keys.staged_video_manifests(context.run.run_id), bundle)
-        state_store.put(keys.staged_manifest(context.run.run_id), manifest)
+        if not unchanged:
+            state_store.put(keys.staged_manifest(context.run.run_id), manifest)
     target = f"{state_store.location}/{keys.manifest}"
     not_published = (
         f"no image was accepted ({rejected} rejected), and CVAT refuses a manifest without items: no image manifest "
         "is published (the violations say why each image was left out)"
     )
     if images:
+        done = "unchanged, left as published at" if unchanged else "staged for"
         context.log.info(
-            f"'{name}': manifest of {images} images ({rejected} rejected images left out) and {videos} video "
-            f"manifests staged for {target}"
+            f"'{name}': manifest of {images} images ({rejected} rejected images left out) {done} {target}, and "
+            f"{videos} video manifests staged"
             + (f"; {missing} accepted videos have no video manifest (see the step's metadata)" if missing else "")
         )
     else:
@@ -163,5 +197,6 @@ def cvat_manifest(
             "videos_without_manifest_examples": MetadataValue.md(
                 "\n".join(f"- `{key}`: {reason}" for key, reason in examples) or "none"
             ),
+            "changed": MetadataValue.bool(not unchanged),
         }
     )

@@ -24,6 +24,11 @@ _EXTENSION = re.compile(EXTENSION_PATTERN)
 NAME_SQL = f"left(key, length(key) - length(coalesce(regexp_extract(key, '{EXTENSION_PATTERN}', 1), '')))"
 
 
+#: SQL, true when the key in column `{key}` is one CVAT can address (`unaddressable_reason` gives None): no empty,
+#: '.' or '..' segment (which also rules out a leading '/'), and no control character. Fill in with .format(key=...).
+ADDRESSABLE_SQL = r"(NOT regexp_matches({key}, '(^|/)\.{{0,2}}(/|$)') AND NOT regexp_matches({key}, '[[:cntrl:]]'))"
+
+
 def split_name(relative_key: str) -> tuple[str, str]:
     """(name, extension with its dot) of a key relative to the manifest's folder."""
     match = _EXTENSION.search(relative_key)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from media.cvat import is_cvat_image_extension, split_name, unaddressable_reason
+from media.cvat import ADDRESSABLE_SQL, is_cvat_image_extension, split_name, unaddressable_reason
 from media.facts import MediaFacts
 
 WARN = "WARN"
@@ -265,6 +265,19 @@ ALL_RULES: tuple[str, ...] = tuple(RULES)
 #: Bumped whenever a rule's verdict or message changes: verdicts judged under another version are judged again, so a
 #: carried-forward object never keeps a verdict the current rules would not give.
 RULES_VERSION = "2026-11-30-heif-ext"
+
+
+def verdict_travels_sql(old: str, new: str) -> str:
+    """SQL, over key columns `old` and `new`, true when an object moved from `old` to `new` keeps its verdict.
+
+    Every rule sees the key only through its file name (`_file_name`), except `manifest_name`, which asks whether CVAT
+    can address the key at all. So when both keys are addressable (their file name is then their last segment) and
+    that name is the same, `judge` gives the moved object the very findings it had, and a sync can copy them as a set
+    operation instead of judging again (assets/probes.py). A rule that reads more of the key must change this too;
+    tests/unit/test_carry_forward.py holds every rule to it.
+    """
+    same_name = f"regexp_extract({old}, '[^/]*$') = regexp_extract({new}, '[^/]*$')"
+    return f"({same_name} AND {ADDRESSABLE_SQL.format(key=old)} AND {ADDRESSABLE_SQL.format(key=new)})"
 
 
 def judged_by(profile: Profile) -> str:

@@ -189,11 +189,15 @@ def preview(name: str, as_json: Annotated[bool, typer.Option("--json")] = False)
 @app.command("test")
 def test_connection(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Test a connection: prints one status (AVAILABLE, NOT_FOUND, FORBIDDEN, UNREACHABLE, MISCONFIGURED)."""
+    from resources.providers import cors_summary
     from resources.providers import test_connection as run_connection_test
 
-    outcome = run_connection_test(_connection(name))
+    conn = _connection(name)
+    outcome = run_connection_test(conn)
+    # CORS is audited only on a working connection, and never changes the exit status (the check only warns).
+    cors = cors_summary(conn) if outcome.ok else None
     if as_json:
-        payload = {**outcome.__dict__, "status": outcome.status.value}
+        payload = {**outcome.__dict__, "status": outcome.status.value, **({"cors": cors} if cors else {})}
         sys.stdout.write(scrub(json.dumps(payload, indent=2)) + "\n")
     else:
         colour = "green" if outcome.ok else "red"
@@ -201,6 +205,13 @@ def test_connection(name: str, as_json: Annotated[bool, typer.Option("--json")] 
         out.print(f"  {printable(scrub(outcome.detail))}", highlight=False, markup=False)
         if outcome.remedy:
             out.print(f"  what to do: {printable(scrub(outcome.remedy))}", highlight=False, markup=False)
+        if cors:
+            line = f"  CORS {cors['origin']}: {cors['status']}: {cors['reason']}"
+            out.print(printable(scrub(line)), highlight=False, markup=False)
+            if cors["fix"]:
+                out.print(
+                    f"  CORS fix:\n{printable(scrub(cors['fix']), multiline=True)}", highlight=False, markup=False
+                )
     raise typer.Exit(0 if outcome.ok else 1)
 
 

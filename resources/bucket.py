@@ -19,6 +19,8 @@ from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from media.cors import CorsRule
+
 #: The columns of one listing batch. `content_md5` is set where the provider states a content hash (S3 single-part
 #: etag, GCS md5Hash, Azure Content-MD5); it drives move detection.
 LISTING_SCHEMA = pa.schema(
@@ -133,6 +135,13 @@ class WriteDenied(BucketError):
     """The credentials may not write the key; the message names the permission that is missing."""
 
 
+class CorsUnreadable(BucketError):
+    """The credentials may not read the bucket's CORS configuration; the message names the permission to add.
+
+    Not a failure of the connection: a sync needs no CORS permission, so the audit reports it instead of failing.
+    """
+
+
 class ObjectUnreadable(BucketError):
     """The object exists but can never be read as it stands: not a regular file, a name that is not valid UTF-8;
     retrying will not help.
@@ -185,6 +194,11 @@ class Bucket(Protocol):
     def test(self) -> ConnectionTest:
         """Probe reachability and least-privilege permissions (list and get) without writing anything; for a
         connection that publishes its manifest, also the permission to write that one key, still writing nothing."""
+        ...
+
+    def cors_rules(self) -> list[CorsRule] | None:
+        """The CORS rules the provider applies to browser reads of this bucket, in order; None where there is no
+        CORS (a local folder). Raises CorsUnreadable when the credentials may not read them."""
         ...
 
     def put_manifest(self, key: str, data: bytes, expected: ObjectVersion | None) -> ObjectVersion:

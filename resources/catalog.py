@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from resources.catalog_yaml import CatalogError, default_catalog_path, read_entries, strip_lines
+from media.cors import normalise_origin, origin_problem
+from resources.catalog_yaml import CatalogError, default_catalog_path, read_document, strip_lines
 from resources.catalog_yaml import dump_catalog as dump_catalog  # where tests and benchmarks write catalogs from
 from resources.secrets import ENV_NAME, has_url_userinfo
 from resources.settings import PROVIDER_SETTINGS, ProviderSettings
@@ -32,6 +33,31 @@ _INLINE_SECRET = re.compile(
 
 # Identifiers that are long but public (Azure tenant and client ids): never mistaken for a secret.
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+NOTIFY_EVENTS = ("failure", "blocked", "new_violations")
+
+
+class Notify(BaseModel):
+    """Where and when to tell a person about a sync: a webhook whose URL is in an environment variable.
+
+    The catalog holds the variable's name, never the URL: chat and incident webhooks carry their token in the URL.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook_env: str = Field(description="name of the environment variable that holds the webhook URL")
+    on: tuple[Literal["failure", "blocked", "new_violations"], ...] = NOTIFY_EVENTS
+
+    @field_validator("webhook_env")
+    @classmethod
+    def _webhook_env(cls, v: str) -> str:
+        if not ENV_NAME.match(v) or _INLINE_SECRET.search(v):
+            raise ValueError(
+                "give the name of the environment variable that holds the webhook URL "
+                "(e.g. webhook_env: BUCKET_SYNC_WEBHOOK_URL), never the URL itself: it may carry a token"
+            )
+        return v
 
 
 class Connection(BaseModel):
@@ -57,7 +83,15 @@ class Connection(BaseModel):
             "write bucket-sync ever makes, so it needs write permission on those keys and is off unless asked for"
         ),
     )
+    cors_origin: str | None = Field(
+        None,
+        description=(
+            "the web origin that loads this connection's media in a browser (e.g. https://app.cvat.ai): the "
+            "cors_audit check and `bucket-sync test` say whether the bucket's CORS rules let it, and how to fix them"
+        ),
+    )
     schedule: str | None = None
+    notify: Notify | None = Field(None, description="webhook for this connection; default the catalog's `notify`")
     description: str = ""
     #: Folder of the catalog file: relative local roots and key files resolve against it, not the working directory.
     base_dir: str = Field(".", exclude=True)
@@ -83,6 +117,16 @@ class Connection(BaseModel):
             raise ValueError(f"prefix '{v}' has an empty, '.' or '..' segment; write the folder path plainly")
         # A prefix names a folder: 'cats' must not also match 'catsanddogs/'.
         return v if not v or v.endswith("/") else v + "/"
+
+    @field_validator("cors_origin")
+    @classmethod
+    def _cors_origin(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        problem = origin_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return normalise_origin(v)
 
     @field_validator("schedule")
     @classmethod
@@ -212,6 +256,13 @@ class Catalog(BaseModel):
 
     path: str
     connections: dict[str, Connection]
+    #: The catalog-wide default webhook, for connections that name none of their own.
+    notify: Notify | None = None
+
+    def notify_for(self, name: str) -> Notify | None:
+        """The webhook settings that apply to connection `name`: its own, else the catalog's, else none."""
+        conn = self.connections.get(name)
+        return (conn.notify if conn else None) or self.notify
 
     def get(self, name: str) -> Connection:
         try:
@@ -263,7 +314,15 @@ def validate_provider_settings(conn: Connection) -> str | None:
 def load_catalog(path: str | os.PathLike[str]) -> Catalog:
     """Read and validate a catalog file. Raises CatalogError with every problem found, each located."""
     file = Path(path)
-    entries = read_entries(file)
+    raw = read_document(file)
+    entries = list(raw["connections"])
+    default_notify: Notify | None = None
+    if raw.get("notify") is not None:
+        try:
+            default_notify = Notify.model_validate(strip_lines(raw["notify"]))
+        except ValidationError as exc:
+            raise CatalogError(_format_validation_error(f"{file}: top-level 'notify'", exc)) from None
+
     problems: list[str] = []
     connections: dict[str, Connection] = {}
     first_line: dict[str, int] = {}
@@ -301,7 +360,7 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
         first_line[conn.name] = line
     if problems:
         raise CatalogError("\n".join(problems))
-    return Catalog(path=str(file), connections=connections)
+    return Catalog(path=str(file), connections=connections, notify=default_notify)
 
 
 class CatalogFile(BaseModel):

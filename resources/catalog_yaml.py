@@ -67,8 +67,17 @@ def strip_lines(value: Any) -> Any:
     return value
 
 
+#: The top-level fields a catalog may hold: its connections, and the notifications every connection defaults to.
+TOP_LEVEL_FIELDS = ("connections", "notify")
+
+
 def read_entries(file: Path) -> list[Any]:
-    """The entries of the catalog's `connections:` list, as written (each mapping with its `__line__`), unvalidated.
+    """The entries of the catalog's `connections:` list, as written (each mapping with its `__line__`), unvalidated."""
+    return list(read_document(file)["connections"])
+
+
+def read_document(file: Path) -> dict[str, Any]:
+    """The catalog's top-level mapping, as written (mappings keep their `__line__`), unvalidated beyond its shape.
 
     Raises CatalogError, located, when the file is missing, is not YAML, uses an alias, or is not a catalog.
     """
@@ -94,10 +103,12 @@ def read_entries(file: Path) -> list[Any]:
         raw = {"connections": []}
     if not isinstance(raw, dict) or not isinstance(raw.get("connections"), list):
         raise CatalogError(f"{file}: expected a top-level 'connections:' list of connection entries")
-    unknown_top = sorted(k for k in raw if k not in ("connections", "__line__"))
+    unknown_top = sorted(k for k in raw if k not in (*TOP_LEVEL_FIELDS, "__line__"))
     if unknown_top:
-        raise CatalogError(f"{file}: unknown top-level field(s) {', '.join(unknown_top)}; only 'connections' is read")
-    return list(raw["connections"])
+        raise CatalogError(
+            f"{file}: unknown top-level field(s) {', '.join(unknown_top)}; only 'connections' and 'notify' are read"
+        )
+    return raw
 
 
 def catalog_names(path: str | os.PathLike[str]) -> set[str]:

@@ -24,6 +24,7 @@ from google.auth import exceptions as auth_exc
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+from media.cors import CorsRule
 from resources.bucket import (
     CONNECT_TIMEOUT_S,
     LISTING_RETRY_WINDOW_S,
@@ -245,6 +246,29 @@ class GCSBucket(CloudBucket, GCSResource):
         if isinstance(exc, gexc.Forbidden | gexc.Unauthorized | auth_exc.RefreshError):
             return "denied"
         return super()._write_failure(exc)
+
+    def _cors_permission(self) -> str:
+        return (
+            f"grant the principal storage.buckets.get on gs://{self.bucket} to read it (e.g. a custom role, or "
+            "roles/storage.legacyBucketReader); a sync does not need it"
+        )
+
+    def _cors_rules(self) -> list[CorsRule]:
+        bucket = self.sdk_client.get_bucket(self.bucket, timeout=self._timeout, retry=_retry(RETRY_WINDOW_S))
+        # GCS has one header list, `responseHeader`: the preflight allows the request headers it names.
+        return [
+            CorsRule(
+                origins=tuple(rule.get("origin", ())),
+                methods=tuple(rule.get("method", ())),
+                headers=tuple(rule.get("responseHeader", ())),
+                exposed=tuple(rule.get("responseHeader", ())),
+                max_age_s=rule.get("maxAgeSeconds"),
+            )
+            for rule in bucket.cors or []
+        ]
+
+    def _cors_denied(self, exc: Exception) -> bool:
+        return isinstance(exc, gexc.Forbidden | gexc.Unauthorized)
 
     def _write_remedy(self, key: str) -> str:
         return (

@@ -29,12 +29,14 @@ from obstore.exceptions import (
 )
 from obstore.exceptions import BaseError as ObstoreError
 
+from media.cors import CorsRule
 from media.cvat import MANIFEST_FILE
 from resources.bucket import (
     BucketError,
     ConnectionMisconfigured,
     ConnectionStatus,
     ConnectionTest,
+    CorsUnreadable,
     ListingFailed,
     ObjectChanged,
     ObjectGone,
@@ -326,6 +328,34 @@ class CloudBucket(PagedListing):
             if failure == "denied":
                 raise WriteDenied(f"{where} is not allowed: {self._write_remedy(key)}") from None
             raise BucketError(f"{where} failed: {type(exc).__name__}: {scrub(str(exc))}") from None
+
+    # --- CORS: read-only, for the audit of the web origin that loads the media ---------------------------------
+
+    def _cors_rules(self) -> list[CorsRule]:
+        """The provider's CORS rules, provider-neutral, in the order it evaluates them; raises its own errors."""
+        raise NotImplementedError
+
+    def _cors_permission(self) -> str:
+        """The permission that reading the CORS configuration takes, as a person grants it."""
+        raise NotImplementedError
+
+    def _cors_denied(self, exc: Exception) -> bool:
+        """Whether an SDK error from `_cors_rules` says the credentials may not read the CORS configuration."""
+        return False
+
+    def cors_rules(self) -> list[CorsRule] | None:
+        try:
+            return self._cors_rules()
+        except (*self.sdk_errors, OSError) as exc:
+            if self._cors_denied(exc):
+                raise CorsUnreadable(
+                    f"connection '{self.connection}': may not read the CORS configuration of {self.nouns[0]} "
+                    f"'{self.bucket}'; {self._cors_permission()}"
+                ) from None
+            raise BucketError(
+                f"connection '{self.connection}': reading the CORS configuration failed: {type(exc).__name__}: "
+                f"{scrub(str(exc))}"
+            ) from None
 
     def read_manifest(self, key: str) -> tuple[bytes, ObjectVersion] | None:
         self._writable(key)
