@@ -17,7 +17,8 @@ from demo import synth
 from pipelines import notifications
 from pipelines.notifications import sync_failure_notifications, sync_success_notifications
 from pipelines.runner import run_sync
-from resources.catalog import CatalogResource, load_catalog
+from resources.catalog import load_catalog
+from resources.catalog_resource import CatalogResource
 from resources.secrets import resolve_env
 from tests.conftest import Workspace
 from tests.integration.buckets import LocalTestBucket
