@@ -1,5 +1,6 @@
 # Every target bootstraps what it needs: a fresh clone needs only python3 (3.11+) and, for `make test`, npm.
-# The `deploy` extra (dagster-postgres, -k8s, -celery) is installed too, so the tests can load deploy/dagster.yaml.
+# The `deploy` extra (dagster-postgres, -k8s, -celery) is installed too, so the tests can load deploy/dagster.yaml,
+# and the `demo` extra (PyAV), which `make demo` needs to write the demo bucket.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ $(VENV)/.ready: pyproject.toml uv.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	# --compile-bytecode: CI and many shells set PYTHONDONTWRITEBYTECODE, so without .pyc files written at install
 	# every process recompiles Dagster from source (import dagster: 3.7 s of CPU instead of 1.8 s here).
-	$(VENV)/bin/uv sync --frozen --inexact --extra deploy --quiet --compile-bytecode
+	$(VENV)/bin/uv sync --frozen --inexact --extra deploy --extra demo --quiet --compile-bytecode
 	@touch $@
 
 setup: $(VENV)/.ready
@@ -60,6 +61,7 @@ bench: setup
 	$(PY) benchmarks/probe_requests.py
 	$(PY) benchmarks/resync.py
 	$(PY) benchmarks/ui_vs_cli.py --rounds 3
+	$(PY) benchmarks/cli_cost.py
 
 clean:
 	rm -rf .bucket-sync .dagster .pytest_cache .ruff_cache

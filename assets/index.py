@@ -8,6 +8,7 @@ last state that was whole.
 import duckdb
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
+from assets.bucket_manifests import publish_to_bucket
 from assets.listing import object_listing
 from assets.manifest import cvat_manifest
 from assets.partitions import connections_partitions
@@ -15,8 +16,10 @@ from assets.probes import media_probes
 from assets.publish import publish
 from assets.snapshots import ListingState, SnapshotKeys
 from media.rules import get_profile
-from resources.catalog import CatalogResource, Connection
-from resources.index import MediaIndex, SyncCounts, SyncSnapshot
+from resources.catalog import Connection
+from resources.catalog_resource import CatalogResource
+from resources.index import SyncCounts, SyncSnapshot
+from resources.index_resource import MediaIndex
 from resources.secrets import scrubbed_errors
 from resources.state import StateStore
 
@@ -64,15 +67,25 @@ def media_index(
         ):
             if not state_store.fetch(key, path):
                 raise Failure(f"connection '{name}': {key} is missing from the state store; run the whole sync again")
-        counts = _apply(context, conn, catalog, index, state, snapshot)
+        counts, new_violations = _apply(context, conn, catalog, index, state, snapshot)
     publish(state_store, name, context.run.run_id)
     context.log.info(f"'{name}': index updated at {index.location}; manifest published to {state_store.location}")
+    in_bucket: dict[str, MetadataValue] = {}
+    if conn.publish_manifest:  # the one write into the bucket, after the commit: see assets/bucket_manifests.py
+        outcome = publish_to_bucket(state_store, conn, context.log)
+        in_bucket = {
+            "bucket_manifests_written": MetadataValue.json(outcome.written),
+            "bucket_manifests_unchanged": MetadataValue.int(len(outcome.unchanged)),
+        }
     return MaterializeResult(
         metadata={
+            **in_bucket,
             "listed": MetadataValue.int(counts.listed),
             "probed": MetadataValue.int(counts.probed),
             "accepted": MetadataValue.int(counts.accepted),
             "violations": MetadataValue.int(counts.violations),
+            # Read by the notification sensor (pipelines/notifications.py): violations the previous sync did not have.
+            "new_violations": MetadataValue.int(new_violations),
             "deleted": MetadataValue.int(counts.deleted),
             "moved": MetadataValue.int(counts.moved),
             "index": MetadataValue.text(index.location),
@@ -87,8 +100,9 @@ def _apply(
     index: MediaIndex,
     state: ListingState,
     snapshot: SyncSnapshot,
-) -> SyncCounts:
-    """Count what the sync did from its snapshots, and fold it into the index in one transaction."""
+) -> tuple[SyncCounts, int]:
+    """Count what the sync did from its snapshots, and fold it into the index in one transaction. Returns the counts
+    and how many of the sync's violations are new (not reported by the previous sync)."""
     name = conn.name
     con = duckdb.connect()
     probed, carried, accepted, bytes_read, requests = con.execute(
@@ -129,5 +143,5 @@ def _apply(
         requests=int(requests),
     )
     catalog_names = sorted(catalog.load().connections)
-    index.apply_sync(connection_row(conn), snapshot, rules, counts, attached=catalog_names)
-    return counts
+    folded = index.apply_sync(connection_row(conn), snapshot, rules, counts, attached=catalog_names)
+    return counts, folded.new_violations

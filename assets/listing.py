@@ -1,5 +1,6 @@
 """`object_listing`: what the bucket holds now, and how that differs from the last sync that reached the index."""
 
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,14 +26,19 @@ from assets.partitions import connections_partitions
 from assets.publish import recover
 from assets.snapshots import ListingState, SnapshotKeys
 from resources.bucket import LISTING_SCHEMA, Bucket
-from resources.catalog import CatalogResource, Connection
-from resources.index import MediaIndex
+from resources.catalog import Connection
+from resources.catalog_resource import CatalogResource
+from resources.index_resource import MediaIndex
 from resources.providers import open_bucket
-from resources.scratch import atomic_path, scratch_duckdb
+from resources.scratch import ROW_GROUP_ROWS, atomic_path, scratch_duckdb, write_parquet
 from resources.secrets import scrubbed_errors
 from resources.state import StateStore
 
 PREVIEW_KEYS = 20
+#: DuckDB's budget for the listing diff. Its one big join (the listing against the baseline) outgrows any budget as
+#: buckets grow, so the budget, not the key count, sets the step's peak: this one keeps a whole listing step, with
+#: the interpreter, Dagster and pyarrow loaded, under 500 MB (benchmarks/listing_scale.py).
+DIFF_MEMORY = "192MB"
 
 
 class ListingConfig(Config):
@@ -47,12 +53,21 @@ class ListingConfig(Config):
 
 
 def media_only(batch: pa.RecordBatch, conn: Connection, stats: Counter[str]) -> pa.RecordBatch:
-    """The batch without folder markers, empty keys and glob-filtered keys, which are counted in `stats`."""
+    """The batch without folder markers, empty keys and glob-filtered keys, which are counted in `stats`.
+
+    A connection that publishes its manifests into the bucket (`publish_manifest`) does not list `.jsonl` keys: they
+    are the manifests it wrote (see assets/bucket_manifests.py), not media, and listing them would make every
+    publish look like a change. They count as filtered out.
+    """
     keys = batch.column("key")
     # Folder markers and empty keys are structure, not media.
     marker = pc.or_(pc.ends_with(keys, "/"), pc.equal(pc.utf8_length(keys), 0))
     stats["folder_markers"] += pc.sum(marker).as_py() or 0
     batch = batch.filter(pc.invert(marker))
+    if conn.publish_manifest:
+        manifests = pc.ends_with(batch.column("key"), ".jsonl")
+        stats["filtered_out"] += pc.sum(manifests).as_py() or 0
+        batch = batch.filter(pc.invert(manifests))
     if conn.include or conn.exclude:
         key_filter = conn.key_filter
         keep = [key_filter(conn.relative_key(k)) for k in batch.column("key").to_pylist()]
@@ -117,12 +132,33 @@ def preview(bucket: Bucket, conn: Connection) -> dict[str, Any]:
     return dict(stats)
 
 
+def row_groups(batches: Iterator[pa.RecordBatch], rows: int = ROW_GROUP_ROWS) -> Iterator[pa.Table]:
+    """The batches regrouped into tables of about `rows` rows, so each becomes one Parquet row group.
+
+    A provider pages 1000 keys at a time; written as they come, every page became its own row group, and a listing
+    of millions of keys carried thousands of groups whose metadata every later DuckDB scan of it held in memory.
+    Only one group's rows are held here at a time.
+    """
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(pending, schema=LISTING_SCHEMA)
+            pending, count = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending, schema=LISTING_SCHEMA)
+
+
 def write_listing(bucket: Bucket, conn: Connection, target: Path) -> dict[str, Any]:
     """Stream the media-eligible listing into Parquet. Returns what it saw."""
     stats: Counter[str] = Counter()
     with atomic_path(target) as tmp, pq.ParquetWriter(tmp, LISTING_SCHEMA) as writer:
-        for batch in summarize(media_batches(bucket, conn, stats), stats):
-            writer.write_batch(batch)
+        for group in row_groups(summarize(media_batches(bucket, conn, stats), stats)):
+            writer.write_table(group, row_group_size=group.num_rows)
+    # Arrow's allocator keeps freed pages for reuse; the diff that follows runs in DuckDB, which cannot use them.
+    pa.default_memory_pool().release_unused()
     return dict(stats)
 
 
@@ -134,7 +170,7 @@ def keep_unread_parts(listing: Path, baseline: Path, gaps: list[str]) -> int:
     """
     if not gaps or not baseline.exists():
         return 0
-    con = scratch_duckdb(listing.parent / ".spill")
+    con = scratch_duckdb(listing.parent / ".spill", DIFF_MEMORY)
     con.read_parquet(str(listing)).create_view("n")
     con.read_parquet(str(baseline)).create_view("b")
     kept = con.sql(
@@ -153,63 +189,87 @@ def keep_unread_parts(listing: Path, baseline: Path, gaps: list[str]) -> int:
     return count
 
 
+# The diff runs as four statements, each one join or scan written straight to Parquet, rather than one query: as one
+# query DuckDB materialised `cur` (every listed row) and `gone` in memory to serve the CTEs used twice, so its memory
+# grew with the bucket. Each step below holds at most one hash table (the baseline's keys and versions) and spills it
+# under the memory cap. Move pairing runs only over (size, fingerprint) groups present on both sides, which are few
+# (the renames), instead of numbering every new object of a first listing.
+_CUR_SQL = """
+    SELECT n.*, CASE
+        WHEN b.key IS NULL THEN 'new'
+        WHEN n.etag IS DISTINCT FROM b.etag OR n.size <> b.size
+             OR n.last_modified IS DISTINCT FROM b.last_modified
+             OR n.version IS DISTINCT FROM b.version THEN 'changed'
+        ELSE 'unchanged' END AS change
+    FROM n LEFT JOIN (SELECT key, etag, size, last_modified, version FROM b) b ON n.key = b.key
+"""
+_GONE_SQL = "SELECT b.*, 'deleted' AS change FROM b ANTI JOIN (SELECT key FROM n) n ON b.key = n.key"
+# Pairs a vanished key with a new key of the same size and fingerprint; when several share both, the k-th of each
+# side in key order pair up, so a re-run pairs the same way.
+_MOVES_SQL = """
+    WITH fresh AS (
+        SELECT key, size, coalesce(content_md5, etag) AS fp FROM cur
+        WHERE change = 'new' AND coalesce(content_md5, etag) IS NOT NULL
+    ),
+    old AS (
+        SELECT key, size, coalesce(content_md5, etag) AS fp FROM gone WHERE coalesce(content_md5, etag) IS NOT NULL
+    ),
+    -- Each semi join builds its hash table on the side bounded by the deletions, never on every new key.
+    fresh_match AS (SELECT * FROM fresh SEMI JOIN old USING (size, fp)),
+    old_match AS (SELECT * FROM old SEMI JOIN fresh_match USING (size, fp)),
+    fresh_fp AS (
+        SELECT key, size, fp, row_number() OVER (PARTITION BY size, fp ORDER BY key) AS rn FROM fresh_match
+    ),
+    gone_fp AS (
+        SELECT key, size, fp, row_number() OVER (PARTITION BY size, fp ORDER BY key) AS rn FROM old_match
+    )
+    SELECT g.key AS old_key, f.key AS new_key FROM fresh_fp f JOIN gone_fp g USING (size, fp, rn)
+"""
+_CHANGES_SQL = """
+    SELECT cur.*, m.old_key AS moved_from, NULL::VARCHAR AS moved_to
+    FROM cur LEFT JOIN moves m ON cur.key = m.new_key
+    UNION ALL BY NAME
+    SELECT gone.*, NULL::VARCHAR AS moved_from, m.new_key AS moved_to
+    FROM gone LEFT JOIN moves m ON gone.key = m.old_key
+"""
+
+
 def diff_listing(listing: Path, baseline: Path, target: Path) -> dict[str, int]:
     """Classify every key as new, changed, unchanged or deleted against the baseline, and pair moves.
 
-    Runs in DuckDB over the two Parquet files, so memory stays flat however many keys the bucket holds. A key that
-    vanished while a new key appeared with the same size and the same content fingerprint (the provider's MD5, else
-    its etag, which providers only repeat for identical content or a rename) is a move, not a delete plus an add.
+    Runs in DuckDB over the two Parquet files, step by step through Parquet files in the spill folder, so memory is
+    bounded by the DuckDB cap however many keys the bucket holds. A key that vanished while a new key appeared with
+    the same size and the same content fingerprint (the provider's MD5, else its etag, which providers only repeat
+    for identical content or a rename) is a move, not a delete plus an add.
     """
-    con = scratch_duckdb(target.parent / ".spill")
+    spill = target.parent / ".spill"
+    con = scratch_duckdb(spill, DIFF_MEMORY)
     con.read_parquet(str(listing)).create_view("n")
     if baseline.exists():
         con.read_parquet(str(baseline)).create_view("b")
     else:
         con.execute("CREATE VIEW b AS SELECT * FROM n WHERE false")
-    query = """
-        WITH cur AS (
-            SELECT n.*, CASE
-                WHEN b.key IS NULL THEN 'new'
-                WHEN n.etag IS DISTINCT FROM b.etag OR n.size <> b.size
-                     OR n.last_modified IS DISTINCT FROM b.last_modified
-                     OR n.version IS DISTINCT FROM b.version THEN 'changed'
-                ELSE 'unchanged' END AS change
-            FROM n LEFT JOIN b ON n.key = b.key
-        ),
-        gone AS (SELECT b.*, 'deleted' AS change FROM b ANTI JOIN n ON b.key = n.key),
-        fresh_fp AS (
-            SELECT key, size, coalesce(content_md5, etag) AS fp,
-                   row_number() OVER (PARTITION BY size, coalesce(content_md5, etag) ORDER BY key) AS rn
-            FROM cur WHERE change = 'new' AND coalesce(content_md5, etag) IS NOT NULL
-        ),
-        gone_fp AS (
-            SELECT key, size, coalesce(content_md5, etag) AS fp,
-                   row_number() OVER (PARTITION BY size, coalesce(content_md5, etag) ORDER BY key) AS rn
-            FROM gone WHERE coalesce(content_md5, etag) IS NOT NULL
-        ),
-        moves AS (SELECT g.key AS old_key, f.key AS new_key FROM fresh_fp f JOIN gone_fp g USING (size, fp, rn))
-        SELECT cur.*, m.old_key AS moved_from, NULL::VARCHAR AS moved_to
-        FROM cur LEFT JOIN moves m ON cur.key = m.new_key
-        UNION ALL BY NAME
-        SELECT gone.*, NULL::VARCHAR AS moved_from, m.new_key AS moved_to
-        FROM gone LEFT JOIN moves m ON gone.key = m.old_key
-    """
-    with atomic_path(target) as tmp:
-        con.sql(query).write_parquet(str(tmp))
-    row = con.execute(
-        """
-        SELECT count(*) FILTER (WHERE change <> 'deleted'),
-               count(*) FILTER (WHERE change = 'new' AND moved_from IS NULL),
-               count(*) FILTER (WHERE change = 'changed'),
-               count(*) FILTER (WHERE change = 'unchanged'),
-               count(*) FILTER (WHERE change = 'deleted' AND moved_to IS NULL),
-               count(*) FILTER (WHERE moved_from IS NOT NULL),
-               (SELECT count(*) FROM b)
-        FROM read_parquet($target)
-        """,
-        {"target": str(target)},
-    ).fetchone()
-    con.close()
+    with tempfile.TemporaryDirectory(prefix="diff-", dir=spill) as steps:
+        for name, sql in (("cur", _CUR_SQL), ("gone", _GONE_SQL), ("moves", _MOVES_SQL)):
+            path = Path(steps) / f"{name}.parquet"
+            write_parquet(con, sql, path)
+            con.read_parquet(str(path)).create_view(name)
+        with atomic_path(target) as tmp:
+            write_parquet(con, _CHANGES_SQL, tmp)
+        row = con.execute(
+            """
+            SELECT count(*) FILTER (WHERE change <> 'deleted'),
+                   count(*) FILTER (WHERE change = 'new' AND moved_from IS NULL),
+                   count(*) FILTER (WHERE change = 'changed'),
+                   count(*) FILTER (WHERE change = 'unchanged'),
+                   count(*) FILTER (WHERE change = 'deleted' AND moved_to IS NULL),
+                   count(*) FILTER (WHERE moved_from IS NOT NULL),
+                   (SELECT count(*) FROM b)
+            FROM read_parquet($target)
+            """,
+            {"target": str(target)},
+        ).fetchone()
+        con.close()
     names = ("listed", "new", "changed", "unchanged", "deleted", "moved", "baseline_listed")
     return dict(zip(names, (int(v) for v in row), strict=True))
 

@@ -23,17 +23,44 @@ from assets.partitions import connections_partitions
 from assets.progress import Progress
 from assets.snapshots import ListingState, SnapshotKeys
 from media.cvat import NAME_SQL
-from media.facts import FACT_COLUMNS, MediaFacts
+from media.facts import FACT_COLUMNS, FACT_SCHEMA, ColumnType, MediaFacts
 from media.probe import READ_FAILED, probe, settle_failure
 from media.ranges import RangeReader
-from media.rules import ALL_RULES, Profile, get_profile, judge, judged_by, manifest_size, name_collision
+from media.rules import (
+    ALL_RULES,
+    Profile,
+    get_profile,
+    judge,
+    judged_by,
+    manifest_size,
+    name_collision,
+    verdict_travels_sql,
+)
 from resources.bucket import Bucket
-from resources.catalog import CatalogResource
+from resources.catalog import Connection
+from resources.catalog_resource import CatalogResource
 from resources.providers import open_bucket, probe_concurrency
 from resources.scratch import atomic_path, scratch_duckdb
 from resources.secrets import scrubbed_errors
 from resources.state import StateStore
 
+#: The Arrow type of each column type a fact can declare (media.facts.ColumnType).
+ARROW_TYPES: dict[ColumnType, pa.DataType] = {
+    "string": pa.string(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "string_list": pa.list_(pa.string()),
+    "keyframe_list": pa.list_(pa.struct([("number", pa.int64()), ("pts", pa.int64())])),
+}
+
+
+def fact_fields() -> list[pa.Field]:
+    """The facts' columns as Arrow fields, derived from media.facts.FACT_SCHEMA (nullable, as every snapshot had it)."""
+    return [pa.field(column.name, ARROW_TYPES[column.type]) for column in FACT_SCHEMA]
+
+
+#: One probes row: the object's listing columns and verdict, its facts (derived from MediaFacts), and its judge.
 PROBES_SCHEMA = pa.schema(
     [
         ("key", pa.string()),
@@ -46,29 +73,10 @@ PROBES_SCHEMA = pa.schema(
         ("accepted", pa.bool_()),
         ("manifest_width", pa.int32()),
         ("manifest_height", pa.int32()),
-        ("kind", pa.string()),
-        ("format", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("orientation", pa.int32()),
-        ("display_width", pa.int32()),
-        ("display_height", pa.int32()),
-        ("mode", pa.string()),
-        ("major_brand", pa.string()),
-        ("compatible_brands", pa.list_(pa.string())),
-        ("codec", pa.string()),
-        ("pix_fmt", pa.string()),
-        ("duration_s", pa.float64()),
-        ("frames", pa.int64()),
-        ("rotation", pa.int32()),
-        ("bytes_read", pa.int64()),
-        ("requests", pa.int32()),
-        ("error", pa.string()),
-        ("head_sha256", pa.string()),
+        *fact_fields(),
         ("judged_by", pa.string()),  # profile@rules version of `accepted` and the violations: see media.rules
     ]
 )
-assert set(FACT_COLUMNS) <= set(PROBES_SCHEMA.names), "PROBES_SCHEMA must hold every MediaFacts field"
 
 VIOLATIONS_SCHEMA = pa.schema(
     [
@@ -136,46 +144,53 @@ def probe_all(
         pool.shutdown(wait=not window, cancel_futures=True)
 
 
-def _plan(changes: Path, known: list[Path]) -> duckdb.DuckDBPyConnection:
-    """A DuckDB session with view `plan`: each current object, what to do with it, and whose facts it can reuse.
+def _plan(changes: Path, known: list[Path], con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB session with table `plan`: each current object, what to do with it, and whose facts it can reuse.
 
     `known` are Parquet files of earlier facts (the last sync's probes, and checkpoints of an interrupted run; the
     newest fact per key wins). `carried`: the same object version was probed before. `moved`: its content was
     probed under the key it moved from. `probe`: read it; `previous_error` is what the last probe of the same
-    version recorded, if it failed to read (see `settle_failure`).
+    version recorded, if it failed to read (see `settle_failure`). The plan is a table, not a view: every later
+    query of the step reads it, and joining the listing with the facts again for each would repeat the costliest
+    part of the step. Builds it in `con` when given, else in a new scratch session.
     """
-    con = scratch_duckdb(changes.parent / ".spill")
+    con = con or scratch_duckdb(changes.parent / ".spill")
     con.read_parquet(str(changes)).create_view("changes")
     con.execute("CREATE VIEW c AS SELECT * FROM changes WHERE change <> 'deleted'")
     if not known:
         con.execute(
-            "CREATE VIEW plan AS SELECT c.*, 'probe' AS action, NULL::VARCHAR AS facts_key, "
+            "CREATE TEMP TABLE plan AS SELECT c.*, 'probe' AS action, NULL::VARCHAR AS facts_key, "
             "NULL::VARCHAR AS previous_error FROM c"
         )
         return con
     facts = con.read_parquet([str(path) for path in known], union_by_name=True, filename=True)
     facts.create_view("known_facts")
-    # Facts written before a column existed lack it: no version matches no versioned listing row, and no judge means
-    # the verdict is judged again.
+    # Facts written before a column existed lack it: no version matches no versioned listing row, no judge means the
+    # verdict is judged again, and a fact added to MediaFacts since is null (unknown) until the object is probed again
+    # (it changes, or `--full`).
+    typed = con.from_arrow(PROBES_SCHEMA.empty_table())
     missing = "".join(
-        f", NULL::VARCHAR AS {column}" for column in ("version", "judged_by") if column not in facts.columns
+        f", NULL::{sql_type} AS {column}"
+        for column, sql_type in zip(typed.columns, typed.types, strict=True)
+        if column not in facts.columns
     )
-    con.execute(
-        f"""
-        CREATE VIEW p AS SELECT *{missing} FROM known_facts
-        QUALIFY row_number() OVER (PARTITION BY key ORDER BY probed_at DESC NULLS LAST) = 1
-        """
+    # One snapshot holds one row per key; only several files (checkpoint parts beside it) need the newest picked.
+    newest = (
+        "" if len(known) == 1 else "QUALIFY row_number() OVER (PARTITION BY key ORDER BY probed_at DESC NULLS LAST) = 1"
     )
+    con.execute(f"CREATE VIEW p AS SELECT *{missing} FROM known_facts {newest}")
     # A read that failed (network, throttling, object changed mid-read) says nothing about the file: probe it again.
     same_object = (
         "p.key IS NOT NULL AND p.etag IS NOT DISTINCT FROM c.etag AND p.size = c.size "
         "AND p.last_modified IS NOT DISTINCT FROM c.last_modified AND p.version IS NOT DISTINCT FROM c.version"
     )
     read_failed = f"starts_with(coalesce(p.error, ''), '{READ_FAILED}')"
-    same_version = f"{same_object} AND NOT {read_failed}"
+    # A readable video probed before key frames were listed (no notes column then) is probed once more to get them.
+    before_key_frames = "(p.kind = 'video' AND p.error IS NULL AND p.notes IS NULL)"
+    same_version = f"{same_object} AND NOT {read_failed} AND NOT {before_key_frames}"
     con.execute(
         f"""
-        CREATE VIEW plan AS
+        CREATE TEMP TABLE plan AS
         SELECT c.*,
                CASE WHEN {same_version} THEN 'carried' WHEN m.key IS NOT NULL THEN 'moved' ELSE 'probe' END AS action,
                CASE WHEN {same_version} THEN p.key WHEN m.key IS NOT NULL THEN m.key END AS facts_key,
@@ -199,6 +214,7 @@ class Checkpoint:
         self.store, self.prefix, self.scratch = store, prefix, scratch
         self.every_rows, self.every_s = every_rows, every_s
         self.rows: list[dict[str, Any]] = []
+        self.flushed = False
         self._last = time.monotonic()
 
     def parts(self) -> list[str]:
@@ -225,6 +241,7 @@ class Checkpoint:
         local = self.scratch / name
         pq.write_table(pa.Table.from_pylist(self.rows, schema=PROBES_SCHEMA), local)
         self.store.put(self.prefix + name, local)
+        self.flushed = True
         self.rows = []
         self._last = time.monotonic()
 
@@ -239,6 +256,47 @@ def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[dict[str, Any
         yield from batch.to_pylist()
 
 
+def snapshot_still_holds(con: duckdb.DuckDBPyConnection, changes: Path, previous: Path, judge: str) -> bool:
+    """Whether the last probes snapshot is already this sync's: nothing to read, judge or carry row by row.
+
+    True when the snapshot holds exactly the current objects, each the same version as listed now, none whose read
+    failed, all judged under the same profile and rules. Its facts, verdicts, name collisions and violations then all
+    stand as they are. One join on the key decides it, before any plan is built: an unchanged re-sync costs one pass
+    over the listing and the snapshot.
+    """
+    if not {"version", "judged_by"} <= set(pq.read_schema(previous).names):
+        return False  # written before verdicts were versioned: judged again on the ordinary path
+    listed, known, same = con.execute(
+        f"""
+        SELECT (SELECT count(*) FROM read_parquet($changes) WHERE change <> 'deleted'),
+               (SELECT count(*) FROM read_parquet($previous)),
+               (SELECT count(*) FROM read_parquet($changes) c JOIN read_parquet($previous) p USING (key)
+                WHERE c.change <> 'deleted' AND p.size = c.size AND p.etag IS NOT DISTINCT FROM c.etag
+                  AND p.last_modified IS NOT DISTINCT FROM c.last_modified AND p.version IS NOT DISTINCT FROM c.version
+                  AND p.judged_by = $judge AND NOT starts_with(coalesce(p.error, ''), '{READ_FAILED}'))
+        """,
+        {"changes": str(changes), "previous": str(previous), "judge": judge},
+    ).fetchone()
+    # Keys are unique on both sides: every current object has its version in a good row, and nothing else is there.
+    return listed == known == same
+
+
+def relabel_carried(con: duckdb.DuckDBPyConnection, previous: Path, target: Path) -> bool:
+    """Write `previous` to `target` with every row's source set to 'carried', unless it already says so throughout.
+
+    Returns whether it wrote `target`. An unchanged re-sync after a re-sync finds nothing to relabel, so the stored
+    snapshot is left exactly as it is (not even rewritten).
+    """
+    (relabel,) = con.execute(
+        "SELECT count(*) FROM read_parquet($p) WHERE source IS DISTINCT FROM 'carried'", {"p": str(previous)}
+    ).fetchone()
+    if not relabel:
+        return False
+    columns = ", ".join("'carried' AS source" if c == "source" else c for c in PROBES_SCHEMA.names)
+    con.sql(f"SELECT {columns} FROM read_parquet($p)", params={"p": str(previous)}).write_parquet(str(target))
+    return True
+
+
 def carry_verdicts(
     con: duckdb.DuckDBPyConnection,
     previous: Path,
@@ -247,50 +305,61 @@ def carry_verdicts(
     probes_target: Path,
     violations_target: Path,
 ) -> int:
-    """Carry unchanged objects forward with their facts and their verdicts, as set operations over Parquet.
+    """Carry unchanged and moved objects forward with their facts and their verdicts, as set operations over Parquet.
 
     An object of the same version, whose facts come from the last sync and whose verdict was judged under the same
     profile and rules, needs nothing recomputed: its probes row and its violations are copied in two queries, with no
-    Python loop per row. The rest (moves, facts from checkpoints, other rules, name collisions, which depend on other
-    objects) is left to the row-by-row path. Creates view `carried` (its keys); returns how many rows it carried.
+    Python loop per row. A moved object takes its old key's row and findings along when its verdict cannot depend on
+    the move (same file name, both keys addressable: `verdict_travels_sql`). The rest (renames, facts from
+    checkpoints, other rules, keys with a manifest_name finding, whose verdict depends on other objects) is left to
+    the row-by-row path. Creates table `carried` (key, facts_key, source); returns how many rows it carried.
     """
     con.execute(
-        """
+        f"""
         CREATE TEMP TABLE carried AS
-        SELECT plan.key FROM plan JOIN p ON p.key = plan.facts_key
-        WHERE plan.action = 'carried' AND p.filename = $previous AND p.judged_by = $judge
-          AND plan.key NOT IN (SELECT key FROM read_parquet($violations) WHERE rule = 'manifest_name')
+        SELECT plan.key, plan.facts_key, CASE plan.action WHEN 'carried' THEN 'carried' ELSE 'moved' END AS source
+        FROM plan JOIN p ON p.key = plan.facts_key
+        WHERE p.filename = $previous AND p.judged_by = $judge
+          AND (plan.action = 'carried'
+               OR (plan.action = 'moved' AND {verdict_travels_sql("plan.facts_key", "plan.key")}))
+          AND plan.facts_key NOT IN (SELECT key FROM read_parquet($violations) WHERE rule = 'manifest_name')
         """,
         {"previous": str(previous), "judge": judge, "violations": str(previous_violations)},
     )
+    listing_columns = ("key", "size", "etag", "last_modified", "version")
     columns = ", ".join(
-        f"plan.{c}"
-        if c in ("key", "size", "etag", "last_modified", "version")
-        else ("'carried' AS source" if c == "source" else f"p.{c}")
+        f"plan.{c}" if c in listing_columns else ("carried.source" if c == "source" else f"p.{c}")
         for c in PROBES_SCHEMA.names
     )
+    con.sql(f"SELECT {columns} FROM carried JOIN plan USING (key) JOIN p ON p.key = carried.facts_key").write_parquet(
+        str(probes_target)
+    )
     con.sql(
-        f"SELECT {columns} FROM plan JOIN p ON p.key = plan.facts_key SEMI JOIN carried ON carried.key = plan.key"
-    ).write_parquet(str(probes_target))
-    con.sql(
-        "SELECT v.* FROM read_parquet($v) v SEMI JOIN carried ON carried.key = v.key",
+        "SELECT carried.key, v.* EXCLUDE (key) FROM read_parquet($v) v JOIN carried ON carried.facts_key = v.key",
         params={"v": str(previous_violations)},
     ).write_parquet(str(violations_target))
     return int(con.execute("SELECT count(*) FROM carried").fetchall()[0][0])
 
 
 def carried_stats(con: duckdb.DuckDBPyConnection, probes: Path, violations: Path) -> Counter[str]:
-    """The counters `_Writer` keeps, for the rows `carry_verdicts` copied."""
+    """The counters `_Writer` keeps, for rows copied by set operations (sources 'carried' and 'moved')."""
     stats: Counter[str] = Counter()
-    total, accepted = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE accepted) FROM read_parquet($p)", {"p": str(probes)}
-    ).fetchall()[0]
-    stats.update(carried=int(total), accepted=int(accepted))
+    for source, total, accepted in con.execute(
+        "SELECT source, count(*), count(*) FILTER (WHERE accepted) FROM read_parquet($p) GROUP BY source",
+        {"p": str(probes)},
+    ).fetchall():
+        stats.update({source: int(total), "accepted": int(accepted)})
     for rule, n in con.execute(
         "SELECT rule, count(*) FROM read_parquet($v) GROUP BY rule", {"v": str(violations)}
     ).fetchall():
         stats[f"rule:{rule}"] += int(n)
     return stats
+
+
+def stored_moves_empty(store: StateStore, key: str, scratch: Path) -> bool:
+    """Whether the state store holds a moves snapshot with no rows (so an empty one need not be written again)."""
+    local = scratch / "stored-moves.parquet"
+    return store.fetch(key, local) and pq.read_metadata(local).num_rows == 0
 
 
 def pair_moves_by_head(con: duckdb.DuckDBPyConnection, probes: Path, target: Path, have_known: bool) -> int:
@@ -378,6 +447,7 @@ class _Writer:
         self.rows: list[dict[str, Any]] = []
         self.bad: list[dict[str, Any]] = []
         self.stats: Counter[str] = Counter()
+        self.written = 0
 
     def add(self, row: dict[str, Any], facts: MediaFacts, source: str, probed_at: datetime | None) -> None:
         found = judge(facts, row["key"], self.profile)
@@ -398,6 +468,7 @@ class _Writer:
             "judged_by": self.judge,
         }
         self.rows.append(record)
+        self.written += 1
         if source == "probed":
             self.checkpoint.add(record)
         for v in found:
@@ -436,7 +507,7 @@ def media_probes(
     keys = SnapshotKeys(name)
     conn = catalog.connection(name)
     profile = get_profile(conn.profile)
-    bucket = open_bucket(conn)
+    judge = judged_by(profile)
     concurrency = config.concurrency or probe_concurrency(conn)
     with state_store.scratch_dir(name, "probes") as scratch:
         changes = scratch / "changes.parquet"
@@ -453,37 +524,98 @@ def media_probes(
         if parts:
             context.log.info(f"'{name}': resuming from {len(parts)} checkpoint part(s) of an interrupted run")
 
-        con = _plan(changes, known)
-        carried_probes, carried_violations = scratch / "carried.parquet", scratch / "carried-violations.parquet"
-        carried = 0
-        if have_previous:
-            judge = judged_by(profile)
-            carried = carry_verdicts(con, previous, previous_violations, judge, carried_probes, carried_violations)
+        con = scratch_duckdb(scratch / ".spill")
+        probes_path, violations_path = scratch / "probes.parquet", scratch / "violations.parquet"
+        moves_path = scratch / "moves.parquet"
+        # What this step stores: None where the stored snapshot already is this sync's and is left untouched.
+        stored: dict[str, Path | None]
+        if have_previous and not parts and snapshot_still_holds(con, changes, previous, judge):
+            # Nothing changed since the last sync: its snapshot is this one's, verdicts, collisions and all.
+            relabelled = relabel_carried(con, previous, probes_path)
+            stats = carried_stats(con, probes_path if relabelled else previous, previous_violations)
+            moves = 0
+            empty_moves = stored_moves_empty(state_store, keys.moves, scratch)
+            if not empty_moves:
+                pair_moves_by_head(con, probes_path, moves_path, have_known=False)
+            stored = {
+                keys.violations: None,
+                keys.moves: None if empty_moves else moves_path,
+                keys.probes: probes_path if relabelled else None,
+            }
+            context.log.info(
+                f"'{name}': nothing changed since the last sync; facts and verdicts of {stats['carried']} objects "
+                "carried forward as they are"
+            )
         else:
-            con.execute("CREATE TEMP TABLE carried (key VARCHAR)")
-        planned = dict(con.execute("SELECT action, count(*) FROM plan GROUP BY action").fetchall())
-        to_probe = int(planned.get("probe", 0))
-        context.log.info(
-            f"'{name}': probing {to_probe} objects ({concurrency} at a time); reusing facts for "
-            f"{planned.get('carried', 0)} unchanged and {planned.get('moved', 0)} moved objects"
+            stats, moves = _probe_and_carry(
+                context, _plan(changes, known, con), conn, profile, checkpoint, concurrency, scratch,
+                previous if have_previous else None, previous_violations,
+                probes_path, violations_path, moves_path, bool(known),
+            )  # fmt: skip
+            stored = {keys.violations: violations_path, keys.moves: moves_path, keys.probes: probes_path}
+        con.close()
+        for key, path in stored.items():
+            if path is not None:
+                state_store.put(key, path)
+    if parts or checkpoint.flushed:
+        checkpoint.clear()  # the probes snapshot now holds everything the parts did
+    if moves:
+        context.log.info(f"'{name}': {moves} move(s) recognised by content where the provider gave no content hash")
+    return _result(state_store, name, profile, stats)
+
+
+def _probe_and_carry(
+    context: AssetExecutionContext,
+    con: duckdb.DuckDBPyConnection,
+    conn: Connection,
+    profile: Profile,
+    checkpoint: Checkpoint,
+    concurrency: int,
+    scratch: Path,
+    previous: Path | None,
+    previous_violations: Path,
+    probes_path: Path,
+    violations_path: Path,
+    moves_path: Path,
+    have_known: bool,
+) -> tuple[Counter[str], int]:
+    """Carry what set operations can, probe what is new or changed, judge the rest row by row, and write the probes,
+    violations and moves snapshots. Returns the counters and how many moves were recognised by content."""
+    name = conn.name
+    carried_probes, carried_violations = scratch / "carried.parquet", scratch / "carried-violations.parquet"
+    carried = 0
+    if previous is not None:
+        carried = carry_verdicts(
+            con, previous, previous_violations, judged_by(profile), carried_probes, carried_violations
         )
-        fact_cols = ", ".join(f"p.{c}" for c in FACT_COLUMNS)
-        fresh_path, fresh_violations = scratch / "fresh.parquet", scratch / "fresh-violations.parquet"
-        with (
-            pq.ParquetWriter(fresh_path, PROBES_SCHEMA) as probes_out,
-            pq.ParquetWriter(fresh_violations, VIOLATIONS_SCHEMA) as violations_out,
-        ):
-            out = _Writer(probes_out, violations_out, profile, checkpoint)
-            if planned.get("carried", 0) + planned.get("moved", 0) > carried:
-                # What set operations could not carry: moves (the key changes the verdict), facts from an
-                # interrupted run's checkpoints, and verdicts judged under other rules. Judged again, row by row.
-                reused = (
-                    "SELECT plan.key, plan.size, plan.etag, plan.last_modified, plan.version, plan.action, "
-                    f"p.probed_at, {fact_cols} FROM plan JOIN p ON p.key = plan.facts_key "
-                    "WHERE plan.action <> 'probe' AND plan.key NOT IN (SELECT key FROM carried) ORDER BY plan.key"
-                )
-                for row in _batches(con, reused):
-                    out.add(row, MediaFacts.from_row(row), row["action"], row["probed_at"])
+    else:
+        con.execute("CREATE TEMP TABLE carried (key VARCHAR)")
+    planned = dict(con.execute("SELECT action, count(*) FROM plan GROUP BY action").fetchall())
+    to_probe = int(planned.get("probe", 0))
+    context.log.info(
+        f"'{name}': probing {to_probe} objects ({concurrency} at a time); reusing facts for "
+        f"{planned.get('carried', 0)} unchanged and {planned.get('moved', 0)} moved objects"
+    )
+    fact_cols = ", ".join(f"p.{c}" for c in FACT_COLUMNS)
+    fresh_path, fresh_violations = scratch / "fresh.parquet", scratch / "fresh-violations.parquet"
+    with (
+        pq.ParquetWriter(fresh_path, PROBES_SCHEMA) as probes_out,
+        pq.ParquetWriter(fresh_violations, VIOLATIONS_SCHEMA) as violations_out,
+    ):
+        out = _Writer(probes_out, violations_out, profile, checkpoint)
+        if planned.get("carried", 0) + planned.get("moved", 0) > carried:
+            # What set operations could not carry: renames (the file name is in the verdict), facts from an
+            # interrupted run's checkpoints, verdicts judged under other rules, and keys with a manifest_name finding
+            # (it depends on other objects). Judged again, row by row.
+            reused = (
+                "SELECT plan.key, plan.size, plan.etag, plan.last_modified, plan.version, plan.action, "
+                f"p.probed_at, {fact_cols} FROM plan JOIN p ON p.key = plan.facts_key "
+                "WHERE plan.action <> 'probe' AND plan.key NOT IN (SELECT key FROM carried) ORDER BY plan.key"
+            )
+            for row in _batches(con, reused):
+                out.add(row, MediaFacts.from_row(row), row["action"], row["probed_at"])
+        if to_probe:
+            bucket = open_bucket(conn)
             rows = _batches(
                 con,
                 "SELECT key, size, etag, last_modified, version, previous_error FROM plan WHERE action = 'probe' "
@@ -494,32 +626,32 @@ def media_probes(
                     facts.error = settle_failure(facts.error, row["previous_error"])
                     out.add(row, facts, "probed", datetime.now(UTC))
                     progress.advance()
-            out.flush()
-        probes_path, violations_path = scratch / "probes.parquet", scratch / "violations.parquet"
-        parts_of = {probes_path: [fresh_path], violations_path: [fresh_violations]}
-        if carried:
-            parts_of[probes_path].append(carried_probes)
-            parts_of[violations_path].append(carried_violations)
-            out.stats.update(carried_stats(con, carried_probes, carried_violations))
-        for target, sources in parts_of.items():
-            if len(sources) == 1:
-                sources[0].replace(target)
-            else:
-                con.read_parquet([str(s) for s in sources], union_by_name=True).write_parquet(str(target))
-        moves_path = scratch / "moves.parquet"
-        moves = pair_moves_by_head(con, probes_path, moves_path, bool(known))
-        collided = reject_name_collisions(con, probes_path, violations_path)
-        con.close()
-        for key, path in ((keys.violations, violations_path), (keys.moves, moves_path), (keys.probes, probes_path)):
-            state_store.put(key, path)
-    if collided:
-        out.stats["accepted"] -= collided
-        out.stats["rule:manifest_name"] += collided
-    checkpoint.clear()  # the probes snapshot now holds everything the parts did
-    if moves:
-        context.log.info(f"'{name}': {moves} move(s) recognised by content where the provider gave no content hash")
-
+        out.flush()
     stats = out.stats
+    parts_of: dict[Path, list[Path]] = {probes_path: [], violations_path: []}
+    if out.written or not carried:
+        parts_of[probes_path].append(fresh_path)
+        parts_of[violations_path].append(fresh_violations)
+    if carried:
+        parts_of[probes_path].append(carried_probes)
+        parts_of[violations_path].append(carried_violations)
+        stats.update(carried_stats(con, carried_probes, carried_violations))
+    for target, sources in parts_of.items():
+        if len(sources) == 1:
+            sources[0].replace(target)
+        else:
+            con.read_parquet([str(s) for s in sources], union_by_name=True).write_parquet(str(target))
+    # Moves by content pair fresh probes with vanished keys: with nothing probed there is nothing to pair.
+    moves = pair_moves_by_head(con, probes_path, moves_path, have_known and stats.get("probed", 0) > 0)
+    collided = reject_name_collisions(con, probes_path, violations_path)
+    if collided:
+        stats["accepted"] -= collided
+        stats["rule:manifest_name"] += collided
+    return stats, moves
+
+
+def _result(state_store: StateStore, name: str, profile: Profile, stats: Counter[str]) -> MaterializeResult:
+    """The step's metadata: what it read, reused and accepted, for the UI and for `bucket-sync` to report."""
     rule_counts = {rule: stats.get(f"rule:{rule}", 0) for rule in ALL_RULES}
     listing_state = ListingState.load(state_store, name)
     bytes_stored = listing_state.bytes if listing_state else 0

@@ -14,7 +14,12 @@ keys named here, and the only record of what a listing saw is `ListingState`, wr
                            baseline.json       BaselineState: that listing's fingerprint, for the change sensor
                            checkpoint/part-*.parquet   probe results of a run still going (or killed)
                            manifest.<run>.jsonl        a manifest staged until its run's sync is in the index
-    manifests/<connection>/manifest.jsonl      the published CVAT manifest
+                                                       (empty when the run accepted no image: publish none)
+                           video-manifests.<run>.jsonl the run's video manifests, staged the same way (one line each)
+                           bucket_manifests.json       BucketManifests: what was last written into the bucket
+    manifests/<connection>/manifest.jsonl      the published CVAT manifest (absent while no image is accepted)
+    manifests/<connection>/videos/<key>.jsonl  the published CVAT video manifest of each accepted video, named after
+                                               its key relative to the prefix (`videos/<clip.mp4>.jsonl`)
 """
 
 from __future__ import annotations
@@ -44,16 +49,33 @@ class SnapshotKeys:
         self.checkpoint_prefix = self.prefix + "checkpoint/"
         self.manifest_prefix = f"manifests/{connection}/"
         self.manifest = self.manifest_prefix + "manifest.jsonl"
+        self.video_manifest_prefix = self.manifest_prefix + "videos/"
+        self.bucket_manifests = self.prefix + "bucket_manifests.json"
 
     def staged_manifest(self, run_id: str) -> str:
         return f"{self.prefix}manifest.{run_id}.jsonl"
 
+    def staged_video_manifests(self, run_id: str) -> str:
+        return f"{self.prefix}video-manifests.{run_id}.jsonl"
+
+    def video_manifest(self, relative_key: str) -> str:
+        """Where the video manifest of the video at `relative_key` (relative to the prefix) is published.
+
+        CVAT takes any `.jsonl` file selected beside a video as its manifest, one manifest per video task; naming it
+        after the whole key, extension included, tells a person which video it describes and can never give two
+        videos one name.
+        """
+        return f"{self.video_manifest_prefix}{relative_key}.jsonl"
+
     def staged_run(self, key: str) -> str | None:
-        """The run id of a staged manifest key, or None when `key` is no staged manifest."""
+        """The run id of a staged manifest key (image or video manifests), or None when `key` is neither."""
         name = key.removeprefix(self.prefix)
-        if "/" in name or not (name.startswith("manifest.") and name.endswith(".jsonl")):
+        if "/" in name or not name.endswith(".jsonl"):
             return None
-        return name.removeprefix("manifest.").removesuffix(".jsonl")
+        for stem in ("manifest.", "video-manifests."):
+            if name.startswith(stem):
+                return name.removeprefix(stem).removesuffix(".jsonl")
+        return None
 
 
 class ListingState(BaseModel):

@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 from dagster import DagsterEventType, instance_for_test  # noqa: E402
 
-from media import synth  # noqa: E402
+from demo import synth  # noqa: E402
 from pipelines.runner import run_sync  # noqa: E402
 from resources.catalog import dump_catalog  # noqa: E402
 from tests.servers import create_database, start_postgres  # noqa: E402

@@ -45,11 +45,11 @@ from google.auth.credentials import AnonymousCredentials  # noqa: E402
 from google.cloud import storage  # noqa: E402
 
 from benchmarks.probe_throughput import step_seconds  # noqa: E402
-from media import synth  # noqa: E402
+from demo import synth  # noqa: E402
 from media.ranges import FIRST_READ  # noqa: E402
 from pipelines.runner import run_sync  # noqa: E402
 from resources.catalog import load_catalog  # noqa: E402
-from resources.index import MediaIndex  # noqa: E402
+from resources.index_resource import MediaIndex  # noqa: E402
 from resources.providers import open_bucket, probe_concurrency  # noqa: E402
 from tests.proxy import FaultProxy, route_through  # noqa: E402
 from tests.servers import Server, start_fake_gcs, start_moto  # noqa: E402

@@ -22,9 +22,9 @@ import boto3  # noqa: E402
 import yaml  # noqa: E402
 from dagster import DagsterEventType, DagsterInstance, instance_for_test  # noqa: E402
 
-from media import synth  # noqa: E402
+from demo import synth  # noqa: E402
 from pipelines.runner import run_sync  # noqa: E402
-from resources.index import MediaIndex  # noqa: E402
+from resources.index_resource import MediaIndex  # noqa: E402
 from tests.servers import start_moto  # noqa: E402
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from media.synth import write_demo_dataset  # noqa: E402
+from demo.synth import write_demo_dataset  # noqa: E402
 from resources.catalog import dump_catalog  # noqa: E402
 from tests.dagster_ui import start_dagster_dev  # noqa: E402
 from tests.servers import VENV_BIN  # noqa: E402

@@ -23,7 +23,7 @@ from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from assets.snapshots import SnapshotKeys
 from media.rules import ALL_RULES, get_profile
-from resources.catalog import CatalogResource
+from resources.catalog_resource import CatalogResource
 from resources.secrets import scrubbed_errors
 from resources.state import StateStore
 
@@ -36,6 +36,7 @@ RULE_DESCRIPTIONS = {
     "mp4_brand": "MP4 videos have major brand mp42.",
     "mp4_pixel_format": "Videos use pixel format yuv420p.",
     "manifest_name": "Every image and video has a manifest name CVAT can address and no other object shares.",
+    "extension_mismatch": "Every image's name ends in an extension CVAT treats as an image.",
 }
 
 

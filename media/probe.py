@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from PIL import BmpImagePlugin, GifImagePlugin, Image, ImageFile, PngImagePlugin, TiffImagePlugin
 
-from media import mp4, webp
+from media import heif, mp4, webp
 from media.errors import ProbeError
 from media.exif import ORIENTATION_TAG, displayed_size, orientation_from_exif
 from media.facts import MediaFacts
@@ -192,8 +192,12 @@ def _probe_webp(reader: RangeReader, facts: MediaFacts, end_check: bool) -> None
         _check_pixel_limit(facts.width, facts.height)
 
 
-def _probe_mp4(reader: RangeReader, facts: MediaFacts, end_check: bool) -> None:
+def _probe_isobmff(reader: RangeReader, facts: MediaFacts, end_check: bool) -> None:
     mp4.probe_mp4(reader, facts)  # box sizes already show a truncation, at no extra read
+    if facts.format in heif.FORMATS:  # the ftyp brands named a HEIF/AVIF still image: its facts are in its items
+        heif.probe_heif(reader, facts)
+        if facts.width and facts.height:
+            _check_pixel_limit(facts.width, facts.height)
 
 
 def _pillow_prober(fmt: str) -> Prober:
@@ -203,7 +207,7 @@ def _pillow_prober(fmt: str) -> Prober:
 _PROBERS: dict[str, Prober] = {
     "jpeg": _probe_jpeg,
     "webp": _probe_webp,
-    "isobmff": _probe_mp4,
+    "isobmff": _probe_isobmff,
     **{fmt: _pillow_prober(fmt) for fmt in _PILLOW_PLUGINS},
 }
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from media.cvat import unaddressable_reason
+from media.cvat import ADDRESSABLE_SQL, is_cvat_image_extension, split_name, unaddressable_reason
 from media.facts import MediaFacts
 
 WARN = "WARN"
@@ -72,6 +72,7 @@ _EXTENSION_FORMATS: dict[str, str] = {
     "qt": "isobmff",
 }
 _FAMILY = {"mp4": "isobmff", "mov": "isobmff"}
+_HEIF_FORMATS = frozenset({"heic", "avif"})
 _CANONICAL_EXTENSION = {"jpeg": "jpg", "tiff": "tif", "heic": "heic", "avif": "avif"}
 
 _ORIENTATION_NAMES = {
@@ -128,7 +129,11 @@ def supported_format(facts: MediaFacts, key: str, profile: Profile) -> list[Viol
             f"{facts.kind} format {facts.format} is not accepted by {profile.name} "
             f"(accepted: {', '.join(sorted(accepted))})"
         )
-        if facts.kind == "image":
+        if facts.format in _HEIF_FORMATS:
+            # libheif's converter applies the irot/imir transforms while decoding, so the JPEG it writes is upright
+            # (it resets the copied EXIF orientation to 1); `mogrify` would need ImageMagick built with libheif.
+            fixes.append(f"heif-convert {quoted} {shlex.quote(PurePosixPath(name).stem + '.jpg')}")
+        elif facts.kind == "image":
             fixes.append(f"mogrify -format jpg {quoted}")
         else:
             fixes.append(_ffmpeg_fix(key))
@@ -147,6 +152,10 @@ def supported_format(facts: MediaFacts, key: str, profile: Profile) -> list[Viol
 
 def exif_orientation(facts: MediaFacts, key: str, profile: Profile) -> list[Violation]:
     if facts.error is not None or facts.kind != "image" or facts.orientation in (None, 0, 1):
+        return []
+    if facts.format in _HEIF_FORMATS and facts.format not in profile.image_formats:
+        # A HEIF/AVIF orientation is its irot/imir (media/heif.py), which the conversion that supported_format asks
+        # for applies; mogrify/exiftool advice aimed at an EXIF tag would only be noise beside it.
         return []
     value = facts.orientation
     meaning = _ORIENTATION_NAMES.get(value, "not a valid value")
@@ -194,6 +203,38 @@ def manifest_name(facts: MediaFacts, key: str, profile: Profile) -> list[Violati
     )
 
 
+def extension_mismatch(facts: MediaFacts, key: str, profile: Profile) -> list[Violation]:
+    """An image whose name CVAT would not file as an image (`photo.xyz`, `scan`) stays out of the image manifest.
+
+    CVAT decides what a file is from its name alone, so such an image would be refused or mistaken for something
+    else however sound its bytes. A name promising another known format (`photo.png` holding a JPEG, `clip.mp4`
+    holding a JPEG) is `supported_format`'s finding, with its own rename; this rule takes the names that promise
+    nothing CVAT knows.
+    """
+    if facts.error is not None or facts.kind != "image" or facts.format is None:
+        return []
+    base, extension = split_name(key)
+    if is_cvat_image_extension(extension):
+        return []
+    promised = _EXTENSION_FORMATS.get(extension.lower().lstrip("."))
+    if promised is not None and promised != _FAMILY.get(facts.format, facts.format):
+        return []
+    right = "." + _CANONICAL_EXTENSION.get(facts.format, facts.format)
+    renamed = base + right
+    named = f"its name ends in {extension}" if extension else "its name has no extension"
+    moves = [
+        f"mv {shlex.quote(key)} {shlex.quote(renamed)}",
+        f"aws s3 mv {shlex.quote('s3://BUCKET/' + key)} {shlex.quote('s3://BUCKET/' + renamed)}",
+        f"gcloud storage mv {shlex.quote('gs://BUCKET/' + key)} {shlex.quote('gs://BUCKET/' + renamed)}",
+    ]
+    return _violation(
+        "extension_mismatch",
+        f"left out of the manifest: the content is a {facts.format} image but {named}, which CVAT does not treat "
+        "as an image",
+        f"rename it to end in {right}: {moves[0]} (in a bucket: {moves[1]}, or {moves[2]})",
+    )
+
+
 def name_collision(key: str, name: str, taken_by: str, rank: int) -> Violation:
     """The finding for the `rank`-th key (2, 3, ...) whose manifest name the first key in key order already holds."""
     suffix = key[len(name) :]
@@ -222,12 +263,26 @@ RULES: dict[str, Rule] = {
     "mp4_brand": mp4_brand,
     "mp4_pixel_format": mp4_pixel_format,
     "manifest_name": manifest_name,
+    "extension_mismatch": extension_mismatch,
 }
 ALL_RULES: tuple[str, ...] = tuple(RULES)
 
 #: Bumped whenever a rule's verdict or message changes: verdicts judged under another version are judged again, so a
 #: carried-forward object never keeps a verdict the current rules would not give.
-RULES_VERSION = "2026-11-30"
+RULES_VERSION = "2026-11-30-heif-ext"
+
+
+def verdict_travels_sql(old: str, new: str) -> str:
+    """SQL, over key columns `old` and `new`, true when an object moved from `old` to `new` keeps its verdict.
+
+    Every rule sees the key only through its file name (`_file_name`), except `manifest_name`, which asks whether CVAT
+    can address the key at all. So when both keys are addressable (their file name is then their last segment) and
+    that name is the same, `judge` gives the moved object the very findings it had, and a sync can copy them as a set
+    operation instead of judging again (assets/probes.py). A rule that reads more of the key must change this too;
+    tests/unit/test_carry_forward.py holds every rule to it.
+    """
+    same_name = f"regexp_extract({old}, '[^/]*$') = regexp_extract({new}, '[^/]*$')"
+    return f"({same_name} AND {ADDRESSABLE_SQL.format(key=old)} AND {ADDRESSABLE_SQL.format(key=new)})"
 
 
 def judged_by(profile: Profile) -> str:
@@ -245,10 +300,17 @@ PROFILES: dict[str, Profile] = {
         description="Datature Vi's asset requirements: orientation 1, MP4 brand mp42 with yuv420p",
         end_check=True,
     ),
+    # CVAT decodes images with stock Pillow and nothing else: its server requirements (cvat/requirements/base.in)
+    # pin Pillow>=12.3 and no pillow-heif, nothing registers a HEIF opener, and its maintainers say it supports the
+    # image formats of stock Pillow, with no plans for HEIC (cvat-ai/cvat#8579). So HEIC stays out, with its size in
+    # the facts. AVIF is in: Pillow has read AVIF natively since 11.3, and the PyPI wheels that CVAT's Docker image
+    # installs bundle libavif (`PIL.features.check("avif")` is true for them); CVAT's extension table
+    # (Python's mimetypes) maps .avif to image/avif. Pillow reports an AVIF's irot/imir as its EXIF orientation,
+    # which CVAT applies, so the manifest's displayed size is right for AVIF as for JPEG (media/heif.py).
     "cvat": Profile(
         name="cvat",
-        rules=("readable", "supported_format", "manifest_name"),
-        image_formats=frozenset({"jpeg", "png", "webp", "bmp", "tiff", "gif"}),
+        rules=("readable", "supported_format", "manifest_name", "extension_mismatch"),
+        image_formats=frozenset({"jpeg", "png", "webp", "bmp", "tiff", "gif", "avif"}),
         video_formats=frozenset({"mp4", "mov"}),
         manifest_displayed_size=True,
         description="CVAT: EXIF-rotated images accepted (the manifest records the displayed size), any decodable video",

@@ -2,6 +2,10 @@
 
 `sync` runs the very job the UI launches, in process, against the same Dagster instance, so a sync started here shows
 up in the UI with its logs, metadata and check results.
+
+Imports on demand: `--help`, `status` and `query` answer without importing Dagster, pyarrow, obstore or any cloud
+SDK (importing Dagster alone costs seconds of CPU), so this module imports only the command-line machinery at the
+top, and each command imports what it needs. tests/unit/test_cli_imports.py pins it.
 """
 
 from __future__ import annotations
@@ -12,29 +16,29 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from pipelines.terminal import plain, printable
-from resources.bucket import ConnectionMisconfigured
-from resources.catalog import CatalogError, CatalogResource, Connection
-from resources.index import IndexUnavailable, MediaIndex
-from resources.providers import open_bucket
+from pipelines.terminal import LazyConsole, plain, printable
 from resources.secrets import scrub
-from resources.state import StateStore
+
+if TYPE_CHECKING:
+    from resources.catalog import Connection
+    from resources.index import IndexAccess
 
 app = typer.Typer(
     help="Sync cloud buckets of images and videos into a DuckDB index, a CVAT manifest and Dagster assets.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rich-formatted help imports rich's markdown, syntax and traceback modules, which would double what
+    # `bucket-sync --help` costs. Output still goes through rich (LazyConsole), which is only loaded when it prints.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},  # click's default of 80 cuts the commands' summaries short
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = LazyConsole(soft_wrap=True)
+err = LazyConsole(stderr=True, soft_wrap=True)
 
 EXIT_BLOCKED = 3
 
@@ -49,15 +53,19 @@ def _fail(message: str, code: int = 2, *, multiline: bool = False) -> None:
     raise typer.Exit(code)
 
 
-def _reader_index() -> MediaIndex:
+def _reader_index() -> IndexAccess:
     """The index as the CLI reads it: the same file the sync writes, with a reader's short patience for its lock."""
-    return MediaIndex(lock_timeout_s=READER_LOCK_WAIT_S)
+    from resources.index import IndexAccess
+
+    return IndexAccess(lock_timeout_s=READER_LOCK_WAIT_S)
 
 
 @contextmanager
-def _reading_index(index: MediaIndex) -> Iterator[None]:
+def _reading_index(index: IndexAccess) -> Iterator[None]:
     """Turn an index that cannot be read (corrupt, locked, missing) into one line of advice instead of a traceback."""
     import duckdb
+
+    from resources.index import IndexUnavailable
 
     try:
         yield
@@ -71,8 +79,10 @@ def _reading_index(index: MediaIndex) -> Iterator[None]:
 
 
 def _connection(name: str) -> Connection:
+    from resources.catalog import CatalogError, CatalogFile
+
     try:
-        return CatalogResource().connection(name)
+        return CatalogFile().connection(name)
     except CatalogError as exc:
         _fail(str(exc))
         raise
@@ -99,6 +109,7 @@ def _sync(name: str, *, full: bool = False, allow_collapse: bool = False, quiet:
 def _print_summary(name: str) -> None:
     from assets.snapshots import ListingState
     from pipelines.summary import sync_summary
+    from resources.state import StateStore
 
     store = StateStore()
     state = ListingState.load(store, name)
@@ -112,12 +123,15 @@ def _print_summary(name: str) -> None:
 @app.command()
 def demo() -> None:
     """Make the demo dataset if missing, sync the `demo` connection, and print a summary."""
-    from media.synth import write_demo_dataset
-
     conn = _connection("demo")
     root = Path(conn.root or "")
     root = root if root.is_absolute() else Path(conn.base_dir) / root
     if not root.exists() or not any(root.iterdir()):
+        try:  # the generator needs PyAV, the optional `demo` extra; an existing demo bucket syncs without it
+            from demo.synth import write_demo_dataset
+        except ImportError as exc:
+            _fail(str(exc))
+            raise
         written = write_demo_dataset(root)
         out.print(f"wrote the demo dataset: {len(written)} objects in {printable(str(root))}", markup=False)
     if _sync("demo", quiet=True):
@@ -145,6 +159,8 @@ def sync(
 def preview(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """What a sync would see: count, bytes, extensions and sample keys, from the listing alone."""
     from assets.listing import preview as preview_listing
+    from resources.bucket import ConnectionMisconfigured
+    from resources.providers import open_bucket
 
     conn = _connection(name)
     try:
@@ -173,11 +189,15 @@ def preview(name: str, as_json: Annotated[bool, typer.Option("--json")] = False)
 @app.command("test")
 def test_connection(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Test a connection: prints one status (AVAILABLE, NOT_FOUND, FORBIDDEN, UNREACHABLE, MISCONFIGURED)."""
+    from resources.providers import cors_summary
     from resources.providers import test_connection as run_connection_test
 
-    outcome = run_connection_test(_connection(name))
+    conn = _connection(name)
+    outcome = run_connection_test(conn)
+    # CORS is audited only on a working connection, and never changes the exit status (the check only warns).
+    cors = cors_summary(conn) if outcome.ok else None
     if as_json:
-        payload = {**outcome.__dict__, "status": outcome.status.value}
+        payload = {**outcome.__dict__, "status": outcome.status.value, **({"cors": cors} if cors else {})}
         sys.stdout.write(scrub(json.dumps(payload, indent=2)) + "\n")
     else:
         colour = "green" if outcome.ok else "red"
@@ -185,13 +205,24 @@ def test_connection(name: str, as_json: Annotated[bool, typer.Option("--json")] 
         out.print(f"  {printable(scrub(outcome.detail))}", highlight=False, markup=False)
         if outcome.remedy:
             out.print(f"  what to do: {printable(scrub(outcome.remedy))}", highlight=False, markup=False)
+        if cors:
+            line = f"  CORS {cors['origin']}: {cors['status']}: {cors['reason']}"
+            out.print(printable(scrub(line)), highlight=False, markup=False)
+            if cors["fix"]:
+                out.print(
+                    f"  CORS fix:\n{printable(scrub(cors['fix']), multiline=True)}", highlight=False, markup=False
+                )
     raise typer.Exit(0 if outcome.ok else 1)
 
 
 @app.command()
 def status() -> None:
     """Every indexed connection with its last sync, object counts and violations."""
+    from rich.table import Table
+    from rich.text import Text
+
     from pipelines.summary import status_rows
+    from resources.catalog_yaml import CatalogError, catalog_names, default_catalog_path
 
     index = _reader_index()
     with _reading_index(index):
@@ -200,7 +231,8 @@ def status() -> None:
         out.print("nothing indexed yet: run `bucket-sync sync NAME` (or `bucket-sync demo`)")
         return
     try:
-        in_catalog: set[str] | None = set(CatalogResource().load().connections)
+        # Names only: validating the entries would build the catalog's models (and check a schedule with Dagster).
+        in_catalog: set[str] | None = catalog_names(default_catalog_path())
     except CatalogError:
         in_catalog = None  # status still answers from the index alone
     table = Table(
@@ -232,7 +264,7 @@ def _refused(exc: Exception) -> bool:
 def query(sql: str) -> None:
     """Run SQL against the index and print the result; it can read the index and nothing else.
 
-    The connection is read-only and sandboxed (MediaIndex.connect_untrusted): no file or network access, no ATTACH,
+    The connection is read-only and sandboxed (IndexAccess.connect_untrusted): no file or network access, no ATTACH,
     no extensions, settings locked. A query that tries is refused with exit code 2 and the index is left untouched.
     """
     import duckdb

@@ -7,7 +7,7 @@ the run unless the status is AVAILABLE, with the remedy in the failure's descrip
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 from pydantic import Field
 
-from resources.catalog import CatalogResource
+from resources.catalog_resource import CatalogResource
 from resources.providers import test_connection as run_connection_test
 from resources.secrets import scrubbed_errors
 

@@ -10,16 +10,18 @@ from assets.index import media_index
 from assets.listing import object_listing
 from assets.manifest import cvat_manifest
 from assets.probes import media_probes
+from checks.cors_audit import cors_audit
 from checks.listing_collapse import listing_collapse
 from checks.listing_gaps import listing_gaps
 from checks.media_rules import media_rules
 from pipelines.connection_test import test_connection_job
 from pipelines.executor import chosen_executor
 from pipelines.jobs import sync_job
+from pipelines.notifications import sync_failure_notifications, sync_success_notifications
 from pipelines.schedules import build_connection_schedules
 from pipelines.sensors import bucket_changes, connection_registry
-from resources.catalog import CatalogResource
-from resources.index import MediaIndex
+from resources.catalog_resource import CatalogResource
+from resources.index_resource import MediaIndex
 from resources.state import StateStore
 
 
@@ -27,9 +29,9 @@ def build_definitions() -> Definitions:
     """Everything the code location serves, with the executor that the environment chooses at load time."""
     return Definitions(
         assets=[object_listing, media_probes, cvat_manifest, media_index],
-        asset_checks=[listing_collapse, listing_gaps, media_rules],
+        asset_checks=[listing_collapse, listing_gaps, media_rules, cors_audit],
         jobs=[sync_job, test_connection_job],
-        sensors=[connection_registry, bucket_changes],
+        sensors=[connection_registry, bucket_changes, sync_failure_notifications, sync_success_notifications],
         schedules=build_connection_schedules(),
         executor=chosen_executor(),
         resources={"catalog": CatalogResource(), "state_store": StateStore(), "index": MediaIndex()},

@@ -20,7 +20,8 @@ from assets.partitions import connections_partitions
 from assets.snapshots import BaselineState
 from pipelines.jobs import sync_job
 from resources.bucket import BucketError
-from resources.catalog import CatalogError, CatalogResource
+from resources.catalog import CatalogError
+from resources.catalog_resource import CatalogResource
 from resources.providers import open_bucket
 from resources.secrets import scrub
 from resources.state import StateStore

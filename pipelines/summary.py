@@ -1,13 +1,18 @@
-"""What a person reads after a sync, and in `bucket-sync status`: straight from the index, the source of truth."""
+"""What a person reads after a sync, and in `bucket-sync status`: straight from the index, the source of truth.
+
+`status` imports this module without Dagster (see pipelines/cli.py): the state store and the snapshot keys, which
+come with Dagster, are imported by the summary after a sync only, when Dagster is loaded already.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from assets.snapshots import SnapshotKeys
-from resources.index import MediaIndex
-from resources.state import StateStore
+from resources.index import IndexAccess
+
+if TYPE_CHECKING:
+    from resources.state import StateStore
 
 EXAMPLE_QUERY = "SELECT rule, key, message FROM violations WHERE connection = '{name}' ORDER BY rule, key"
 
@@ -45,7 +50,9 @@ class SyncSummary:
         )
 
 
-def sync_summary(connection: str, index: MediaIndex, store: StateStore, folder_markers: int = 0) -> SyncSummary:
+def sync_summary(connection: str, index: IndexAccess, store: StateStore, folder_markers: int = 0) -> SyncSummary:
+    from assets.snapshots import SnapshotKeys
+
     with index.connect(read_only=True) as con:
         cursor = con.execute(
             "SELECT * FROM syncs WHERE connection = $c ORDER BY finished_at DESC LIMIT 1", {"c": connection}
@@ -87,7 +94,7 @@ FROM connections c ORDER BY c.name
 """
 
 
-def status_rows(index: MediaIndex) -> list[dict[str, Any]]:
+def status_rows(index: IndexAccess) -> list[dict[str, Any]]:
     if not index.exists():
         return []
     with index.connect(read_only=True) as con:

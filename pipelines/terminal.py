@@ -10,8 +10,10 @@ terminal. `--json` output needs none of this: `json.dumps` (with its default `en
 from __future__ import annotations
 
 import unicodedata
+from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape as escape_markup
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # Unicode categories a terminal may act on or that hide or reorder text: C0/C1 controls and DEL (Cc), format
 # characters such as the bidi overrides, zero-width and BOM (Cf), line/paragraph separators (Zl, Zp), and lone
@@ -44,4 +46,22 @@ def printable(text: str, *, multiline: bool = False) -> str:
 
 def plain(text: str, *, multiline: bool = False) -> str:
     """`printable` text made safe to embed in rich markup too, so `[red]` or `[/]` in a key is shown, not obeyed."""
+    from rich.markup import escape as escape_markup
+
     return escape_markup(printable(text, multiline=multiline))
+
+
+class LazyConsole:
+    """A rich Console made at its first print. Importing rich's console (and its markup) is a good share of what
+    `bucket-sync --help` may cost, and --help never prints through it."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        self._console.print(*objects, **kwargs)

@@ -34,6 +34,7 @@ from dagster_azure.blob import (
     AzureBlobStorageSASTokenCredential,
 )
 
+from media.cors import CorsRule
 from resources.bucket import (
     CONNECT_TIMEOUT_S,
     MAX_RETRIES,
@@ -103,6 +104,7 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
     sdk_errors: ClassVar[tuple[type[Exception], ...]] = (AzureError,)
     connection: str
     bucket: str
+    publish_prefix: str | None = None
     account: str
     auth_mode: Literal["account_key", "sas", "connection_string", "service_principal", "default", "anonymous"] = (
         "default"
@@ -232,6 +234,36 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
                 container.get_blob_client(items[0].name).download_blob(offset=0, length=1).readall()
         return bool(items)
 
+    def _cors_permission(self) -> str:
+        return (
+            "Azure keeps CORS per account: grant the identity Microsoft.Storage/storageAccounts/blobServices/read "
+            f"on account '{self.account}' (e.g. the Reader role), or use an account SAS with service-level read "
+            "(ss=b srt=s sp=r); a sync does not need it"
+        )
+
+    def _cors_rules(self) -> list[CorsRule]:
+        rules = self.sdk_client.get_service_properties().get("cors") or []
+        return [
+            CorsRule(
+                origins=_azure_list(rule.allowed_origins),
+                methods=_azure_list(rule.allowed_methods),
+                headers=_azure_list(rule.allowed_headers),
+                exposed=_azure_list(rule.exposed_headers),
+                max_age_s=rule.max_age_in_seconds,
+            )
+            for rule in rules
+        ]
+
+    def _cors_denied(self, exc: Exception) -> bool:
+        return isinstance(exc, ClientAuthenticationError) or getattr(exc, "status_code", None) in (401, 403)
+
+    def _write_remedy(self, key: str) -> str:
+        return (
+            f"assign the identity 'Storage Blob Data Contributor' on container '{self.bucket}', narrowed by a "
+            f"role-assignment condition to blob path '{key}' (with video manifests, '{self.publish_prefix or ''}"
+            "*.jsonl'), or use a SAS with Read, List, Create and Write (sp=rlcw) on the container"
+        )
+
     def _verdict(self, exc: Exception) -> Verdict | None:
         if isinstance(exc, CredentialUnavailableError):
             return ConnectionStatus.MISCONFIGURED, f"no Azure credential available: {exc}", self._credentials_remedy()
@@ -259,6 +291,12 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
                 "machine can reach it (proxy, firewall, private endpoint DNS)",
             )
         return None
+
+
+def _azure_list(value: Any) -> tuple[str, ...]:
+    """The SDK gives a rule's origins, methods and headers as one comma-separated string when read back."""
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def _from_connection_string(

@@ -19,6 +19,8 @@ from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from media.cors import CorsRule
+
 #: The columns of one listing batch. `content_md5` is set where the provider states a content hash (S3 single-part
 #: etag, GCS md5Hash, Azure Content-MD5); it drives move detection.
 LISTING_SCHEMA = pa.schema(
@@ -116,6 +118,30 @@ class ObjectChanged(BucketError):
     """The object was overwritten between listing and probe: its etag no longer matches the listing."""
 
 
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of an object, as a conditional write names it: S3 and Azure match the etag, GCS the generation
+    (`version`). Both are kept, whichever the provider uses."""
+
+    etag: str | None = None
+    version: str | None = None
+
+
+class WriteConflict(BucketError):
+    """A conditional write found another version than it was conditional on: someone else wrote or removed the key."""
+
+
+class WriteDenied(BucketError):
+    """The credentials may not write the key; the message names the permission that is missing."""
+
+
+class CorsUnreadable(BucketError):
+    """The credentials may not read the bucket's CORS configuration; the message names the permission to add.
+
+    Not a failure of the connection: a sync needs no CORS permission, so the audit reports it instead of failing.
+    """
+
+
 class ObjectUnreadable(BucketError):
     """The object exists but can never be read as it stands: not a regular file, a name that is not valid UTF-8;
     retrying will not help.
@@ -166,7 +192,26 @@ class Bucket(Protocol):
         ...
 
     def test(self) -> ConnectionTest:
-        """Probe reachability and least-privilege permissions (list and get) without writing anything."""
+        """Probe reachability and least-privilege permissions (list and get) without writing anything; for a
+        connection that publishes its manifest, also the permission to write that one key, still writing nothing."""
+        ...
+
+    def cors_rules(self) -> list[CorsRule] | None:
+        """The CORS rules the provider applies to browser reads of this bucket, in order; None where there is no
+        CORS (a local folder). Raises CorsUnreadable when the credentials may not read them."""
+        ...
+
+    def put_manifest(self, key: str, data: bytes, expected: ObjectVersion | None) -> ObjectVersion:
+        """Write `data` as `key`, whole, in one request, only if the object there is still `expected` (None: only if
+        there is none); return the version written. The only write bucket-sync makes.
+
+        Raises WriteConflict when another version is there, WriteDenied without permission, and BucketError for a
+        key outside the connection's prefix or a connection not opened for publishing (`publish_manifest` off).
+        """
+        ...
+
+    def read_manifest(self, key: str) -> tuple[bytes, ObjectVersion] | None:
+        """The object at `key` and its version, or None when there is none: what a conflicting write found."""
         ...
 
 

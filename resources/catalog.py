@@ -13,10 +13,11 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import yaml
-from dagster import ConfigurableResource
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from media.cors import normalise_origin, origin_problem
+from resources.catalog_yaml import CatalogError, default_catalog_path, read_document, strip_lines
+from resources.catalog_yaml import dump_catalog as dump_catalog  # where tests and benchmarks write catalogs from
 from resources.secrets import ENV_NAME, has_url_userinfo
 from resources.settings import PROVIDER_SETTINGS, ProviderSettings
 
@@ -34,8 +35,29 @@ _INLINE_SECRET = re.compile(
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-class CatalogError(ValueError):
-    """The catalog cannot be used as written. The message says where and how to fix it."""
+NOTIFY_EVENTS = ("failure", "blocked", "new_violations")
+
+
+class Notify(BaseModel):
+    """Where and when to tell a person about a sync: a webhook whose URL is in an environment variable.
+
+    The catalog holds the variable's name, never the URL: chat and incident webhooks carry their token in the URL.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook_env: str = Field(description="name of the environment variable that holds the webhook URL")
+    on: tuple[Literal["failure", "blocked", "new_violations"], ...] = NOTIFY_EVENTS
+
+    @field_validator("webhook_env")
+    @classmethod
+    def _webhook_env(cls, v: str) -> str:
+        if not ENV_NAME.match(v) or _INLINE_SECRET.search(v):
+            raise ValueError(
+                "give the name of the environment variable that holds the webhook URL "
+                "(e.g. webhook_env: BUCKET_SYNC_WEBHOOK_URL), never the URL itself: it may carry a token"
+            )
+        return v
 
 
 class Connection(BaseModel):
@@ -54,7 +76,22 @@ class Connection(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     auth: dict[str, Any] = Field(default_factory=dict)
     watch: bool = False
+    publish_manifest: bool = Field(
+        False,
+        description=(
+            "write the CVAT manifests back into the bucket under the prefix, where CVAT looks for them: the one "
+            "write bucket-sync ever makes, so it needs write permission on those keys and is off unless asked for"
+        ),
+    )
+    cors_origin: str | None = Field(
+        None,
+        description=(
+            "the web origin that loads this connection's media in a browser (e.g. https://app.cvat.ai): the "
+            "cors_audit check and `bucket-sync test` say whether the bucket's CORS rules let it, and how to fix them"
+        ),
+    )
     schedule: str | None = None
+    notify: Notify | None = Field(None, description="webhook for this connection; default the catalog's `notify`")
     description: str = ""
     #: Folder of the catalog file: relative local roots and key files resolve against it, not the working directory.
     base_dir: str = Field(".", exclude=True)
@@ -81,11 +118,23 @@ class Connection(BaseModel):
         # A prefix names a folder: 'cats' must not also match 'catsanddogs/'.
         return v if not v or v.endswith("/") else v + "/"
 
+    @field_validator("cors_origin")
+    @classmethod
+    def _cors_origin(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        problem = origin_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return normalise_origin(v)
+
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, v: str | None) -> str | None:
         if v is None:
             return v
+        # The cron check is Dagster's own (what a ScheduleDefinition accepts), so Dagster is imported here, and only
+        # for a catalog that has a schedule.
         from dagster._utils.schedules import is_valid_cron_string
 
         if not is_valid_cron_string(v):
@@ -148,50 +197,6 @@ class KeyFilter:
         return not hit(self._exclude)
 
 
-class AliasRefused(yaml.YAMLError):
-    """The catalog uses a YAML alias. Refused outright: expanding aliases of aliases (a "billion laughs" file of a
-    few hundred bytes) takes gigabytes and never finishes, and a catalog has no need for them."""
-
-    def __init__(self, alias: str, mark: yaml.Mark) -> None:
-        super().__init__(f"alias *{alias}")
-        self.alias, self.mark = alias, mark
-
-
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses aliases and duplicate keys, and remembers where each mapping starts."""
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise AliasRefused(event.anchor, event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[misc]
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key '{key}' (first at line {seen[key]})", key_node.start_mark
-            )
-        seen[key] = key_node.start_mark.line + 1
-    mapping = loader.construct_mapping(node, deep=deep)
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _strip_lines(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip_lines(v) for k, v in value.items() if k != "__line__"}
-    if isinstance(value, list):
-        return [_strip_lines(v) for v in value]
-    return value
-
-
 _INLINE_SECRET_ADVICE = (
     "looks like an inline secret; put the value in an environment variable "
     "and give the variable's name in a field ending in _env"
@@ -251,6 +256,13 @@ class Catalog(BaseModel):
 
     path: str
     connections: dict[str, Connection]
+    #: The catalog-wide default webhook, for connections that name none of their own.
+    notify: Notify | None = None
+
+    def notify_for(self, name: str) -> Notify | None:
+        """The webhook settings that apply to connection `name`: its own, else the catalog's, else none."""
+        conn = self.connections.get(name)
+        return (conn.notify if conn else None) or self.notify
 
     def get(self, name: str) -> Connection:
         try:
@@ -302,36 +314,19 @@ def validate_provider_settings(conn: Connection) -> str | None:
 def load_catalog(path: str | os.PathLike[str]) -> Catalog:
     """Read and validate a catalog file. Raises CatalogError with every problem found, each located."""
     file = Path(path)
-    if not file.is_file():
-        raise CatalogError(
-            f"{file}: catalog file not found; create it (see connections.yaml in the repository) "
-            "or point BUCKET_SYNC_CATALOG at it"
-        )
-    try:
-        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_LineLoader)
-    except AliasRefused as exc:
-        raise CatalogError(
-            f"{file}: line {exc.mark.line + 1}, column {exc.mark.column + 1}: YAML alias *{exc.alias} refused: "
-            "a catalog does not need anchors and aliases, and expanding them can exhaust memory; "
-            "write the value out in full where the alias stands"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise CatalogError(f"{file}:{where}: malformed YAML: {problem}") from None
-    if raw is None:
-        raw = {"connections": []}
-    if not isinstance(raw, dict) or not isinstance(raw.get("connections"), list):
-        raise CatalogError(f"{file}: expected a top-level 'connections:' list of connection entries")
-    unknown_top = sorted(k for k in raw if k not in ("connections", "__line__"))
-    if unknown_top:
-        raise CatalogError(f"{file}: unknown top-level field(s) {', '.join(unknown_top)}; only 'connections' is read")
+    raw = read_document(file)
+    entries = list(raw["connections"])
+    default_notify: Notify | None = None
+    if raw.get("notify") is not None:
+        try:
+            default_notify = Notify.model_validate(strip_lines(raw["notify"]))
+        except ValidationError as exc:
+            raise CatalogError(_format_validation_error(f"{file}: top-level 'notify'", exc)) from None
 
     problems: list[str] = []
     connections: dict[str, Connection] = {}
     first_line: dict[str, int] = {}
-    for index, entry in enumerate(raw["connections"]):
+    for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             problems.append(f"{file}: connections[{index}] is not a mapping of fields")
             continue
@@ -347,7 +342,7 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
             problems.extend(f"{where}, {problem}" for problem in secrets)
             continue
         try:
-            conn = Connection.model_validate({**_strip_lines(entry), "base_dir": str(file.parent.resolve())})
+            conn = Connection.model_validate({**strip_lines(entry), "base_dir": str(file.parent.resolve())})
         except ValidationError as exc:
             problems.append(_format_validation_error(where, exc))
             continue
@@ -365,27 +360,14 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
         first_line[conn.name] = line
     if problems:
         raise CatalogError("\n".join(problems))
-    return Catalog(path=str(file), connections=connections)
+    return Catalog(path=str(file), connections=connections, notify=default_notify)
 
 
-class _NoAliasDumper(yaml.SafeDumper):
-    """PyYAML writes an object met twice as an anchor and an alias, which the loader refuses: write it out again."""
+class CatalogFile(BaseModel):
+    """The catalog file a process reads, re-read at every load. `CatalogResource` (resources/catalog_resource.py) is
+    this as the code location's Dagster resource; the CLI uses it as it is, without importing Dagster."""
 
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def dump_catalog(entries: list[dict[str, Any]]) -> str:
-    """A catalog file's text for `entries`, in the form `load_catalog` accepts (no aliases, fields in order)."""
-    return yaml.dump({"connections": entries}, Dumper=_NoAliasDumper, sort_keys=False)
-
-
-def default_catalog_path() -> str:
-    return os.environ.get("BUCKET_SYNC_CATALOG", "connections.yaml")
-
-
-class CatalogResource(ConfigurableResource):
-    """The catalog as a Dagster resource, so assets, sensors and schedules all read the same file."""
+    model_config = ConfigDict(frozen=True)
 
     path: str | None = Field(None, description="catalog file; default $BUCKET_SYNC_CATALOG or ./connections.yaml")
 

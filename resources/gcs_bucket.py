@@ -24,6 +24,7 @@ from google.auth import exceptions as auth_exc
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+from media.cors import CorsRule
 from resources.bucket import (
     CONNECT_TIMEOUT_S,
     LISTING_RETRY_WINDOW_S,
@@ -33,6 +34,8 @@ from resources.bucket import (
     RETRY_WINDOW_S,
     ConnectionMisconfigured,
     ConnectionStatus,
+    ObjectVersion,
+    WriteConflict,
     changed,
     gone,
 )
@@ -43,6 +46,8 @@ from resources.settings.gcs import AUTH_REMEDY, GCSServiceAccountAuth, GCSSettin
 
 #: Read-only scope: a sync never writes to the bucket, so its token should not be able to.
 _READ_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
+#: Read-write scope, only for a connection that publishes its manifests (publish_manifest).
+_WRITE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 #: Path variables that google-auth reads on its own for application default credentials.
 ADC_PATH_VARIABLES = ("GOOGLE_APPLICATION_CREDENTIALS",)
 
@@ -90,6 +95,7 @@ class GCSBucket(CloudBucket, GCSResource):
     sdk_errors: ClassVar[tuple[type[Exception], ...]] = (gexc.GoogleAPIError,)
     connection: str
     bucket: str
+    publish_prefix: str | None = None
     auth_mode: Literal["service_account", "default", "anonymous"] = "default"
     key_file: str | None = None
     endpoint: str | None = None
@@ -105,6 +111,10 @@ class GCSBucket(CloudBucket, GCSResource):
         opts = settings.options
         return dict(project=opts.project, auth_mode=settings.auth.mode, key_file=key_file, endpoint=opts.endpoint)
 
+    @property
+    def _scope(self) -> str:
+        return _READ_SCOPE if self.publish_prefix is None else _WRITE_SCOPE
+
     def _credentials(self) -> tuple[Any, str | None]:
         """google-auth credentials for the mode, and the project they imply."""
         if self.auth_mode == "anonymous":
@@ -114,13 +124,13 @@ class GCSBucket(CloudBucket, GCSResource):
         if self.auth_mode == "service_account":
             from google.oauth2 import service_account
 
-            creds = service_account.Credentials.from_service_account_file(self.key_file, scopes=[_READ_SCOPE])
+            creds = service_account.Credentials.from_service_account_file(self.key_file, scopes=[self._scope])
             # A self-signed JWT, as object_store sends on the data plane: no round trip to the token endpoint.
             creds = creds.with_always_use_jwt_access(True)
             return creds, self.project or creds.project_id
         import google.auth
 
-        creds, project = google.auth.default(scopes=[_READ_SCOPE])
+        creds, project = google.auth.default(scopes=[self._scope])
         return creds, self.project or project
 
     def get_client(self) -> Any:
@@ -201,6 +211,72 @@ class GCSBucket(CloudBucket, GCSResource):
         if isinstance(exc, gexc.NotFound):
             return "gone"
         return "changed" if isinstance(exc, gexc.PreconditionFailed) else None
+
+    def _put(self, key: str, data: bytes, expected: ObjectVersion | None, *, probe: bool = False) -> ObjectVersion:
+        """Through the JSON API (the SDK), with `ifGenerationMatch`: 0 for "only if absent", else the generation
+        written last. obstore writes through the XML API, which the GCS emulator does not serve, and the JSON API
+        answers a failed precondition and a missing permission as plainly (412, 403)."""
+        if expected is not None and not expected.version:
+            raise WriteConflict(f"'{key}': no generation was recorded for it, so no write can be conditional on it")
+        generation = 0 if expected is None else int(expected.version or 0)
+        blob = self.sdk_client.bucket(self.bucket).blob(key)
+        blob.upload_from_string(
+            data, content_type="application/jsonl", if_generation_match=generation,
+            timeout=self._timeout, retry=None if probe else _retry(RETRY_WINDOW_S),
+        )  # fmt: skip
+        return ObjectVersion(etag=blob.etag, version=str(blob.generation))
+
+    def _get_whole(self, key: str) -> tuple[bytes, ObjectVersion] | None:
+        blob = self.sdk_client.bucket(self.bucket).get_blob(key, timeout=self._timeout, retry=_retry(RETRY_WINDOW_S))
+        if blob is None:
+            return None
+        try:
+            data = blob.download_as_bytes(
+                if_generation_match=blob.generation, timeout=self._timeout, retry=_retry(RETRY_WINDOW_S)
+            )
+        except gexc.NotFound:
+            return None
+        except gexc.PreconditionFailed:
+            return self._get_whole(key)  # replaced between the two requests: read the newer version
+        return data, ObjectVersion(etag=blob.etag, version=str(blob.generation))
+
+    def _write_failure(self, exc: Exception) -> Literal["conflict", "denied"] | None:
+        if isinstance(exc, gexc.PreconditionFailed):
+            return "conflict"
+        if isinstance(exc, gexc.Forbidden | gexc.Unauthorized | auth_exc.RefreshError):
+            return "denied"
+        return super()._write_failure(exc)
+
+    def _cors_permission(self) -> str:
+        return (
+            f"grant the principal storage.buckets.get on gs://{self.bucket} to read it (e.g. a custom role, or "
+            "roles/storage.legacyBucketReader); a sync does not need it"
+        )
+
+    def _cors_rules(self) -> list[CorsRule]:
+        bucket = self.sdk_client.get_bucket(self.bucket, timeout=self._timeout, retry=_retry(RETRY_WINDOW_S))
+        # GCS has one header list, `responseHeader`: the preflight allows the request headers it names.
+        return [
+            CorsRule(
+                origins=tuple(rule.get("origin", ())),
+                methods=tuple(rule.get("method", ())),
+                headers=tuple(rule.get("responseHeader", ())),
+                exposed=tuple(rule.get("responseHeader", ())),
+                max_age_s=rule.get("maxAgeSeconds"),
+            )
+            for rule in bucket.cors or []
+        ]
+
+    def _cors_denied(self, exc: Exception) -> bool:
+        return isinstance(exc, gexc.Forbidden | gexc.Unauthorized)
+
+    def _write_remedy(self, key: str) -> str:
+        return (
+            f"grant the principal storage.objects.create on gs://{self.bucket}/{key}, and storage.objects.delete, "
+            "which replacing it after the first publish takes (roles/storage.objectUser with an IAM condition "
+            f"resource.name.startsWith('projects/_/buckets/{self.bucket}/objects/{self.publish_prefix or ''}') and "
+            "resource.name.endsWith('.jsonl')); ADC users also need the devstorage.read_write scope"
+        )
 
     def _probe(self) -> bool:
         items = list(self.sdk_client.list_blobs(self.bucket, max_results=1, timeout=(5, 15), retry=None))

@@ -29,15 +29,15 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import duckdb
-from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from media.facts import FACT_COLUMNS, FACT_SCHEMA, ColumnType
+from resources.home import default_home
 from resources.secrets import ENV_NAME, has_url_userinfo, remember, scrub
-from resources.state import default_home
 
 INDEX_ENV = "BUCKET_SYNC_INDEX"
 INDEX_DATA_ENV = "BUCKET_SYNC_INDEX_DATA"
@@ -80,28 +80,11 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE TABLE IF NOT EXISTS media (
     connection        VARCHAR NOT NULL,
     key               VARCHAR NOT NULL,
-    kind              VARCHAR NOT NULL,
-    format            VARCHAR,
-    width             INTEGER,
-    height            INTEGER,
-    orientation       INTEGER,
-    display_width     INTEGER,
-    display_height    INTEGER,
-    major_brand       VARCHAR,
-    compatible_brands VARCHAR[],
-    codec             VARCHAR,
-    pix_fmt           VARCHAR,
-    duration_s        DOUBLE,
-    frames            BIGINT,
-    rotation          INTEGER,
-    bytes_read        BIGINT,
-    requests          INTEGER,
-    error             VARCHAR,
-    mode              VARCHAR,
-    head_sha256       VARCHAR,
+{media_facts}
     etag              VARCHAR,
     probed_at         TIMESTAMPTZ{key_connection_key}
 );
+{media_migration}
 CREATE TABLE IF NOT EXISTS violations (
     connection  VARCHAR NOT NULL,
     key         VARCHAR NOT NULL,
@@ -134,20 +117,46 @@ CREATE TABLE IF NOT EXISTS syncs (
 """
 
 
+#: The DuckDB type of each column type a fact can declare (media.facts.ColumnType).
+SQL_TYPES: dict[ColumnType, str] = {
+    "string": "VARCHAR",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "string_list": "VARCHAR[]",
+    "keyframe_list": "STRUCT(number BIGINT, pts BIGINT)[]",
+}
+
+
+def _media_facts_ddl() -> tuple[str, str]:
+    """The `media` table's fact columns, derived from media.facts.FACT_SCHEMA, and the statements that add any of
+    them an existing index lacks: an index written before a fact existed gains its column (null for the rows it
+    has) on the next write, so a field added to MediaFacts needs no edit here. Adding a column that exists is a
+    no-op on both backends (no DuckLake snapshot either)."""
+    columns = "\n".join(
+        f"    {c.name:<17} {SQL_TYPES[c.type]}{' NOT NULL' if c.required else ''}," for c in FACT_SCHEMA
+    )
+    migration = "\n".join(
+        f"ALTER TABLE media ADD COLUMN IF NOT EXISTS {c.name} {SQL_TYPES[c.type]};" for c in FACT_SCHEMA
+    )
+    return columns, migration
+
+
 def schema(*, keys: bool) -> str:
     """The DDL of the index: with primary keys for a DuckDB file, without for DuckLake. Same tables and columns."""
+    media_facts, media_migration = _media_facts_ddl()
     return _SCHEMA.format(
         key_name=",\n    PRIMARY KEY (name)" if keys else "",
         key_connection_key=",\n    PRIMARY KEY (connection, key)" if keys else "",
+        media_facts=media_facts,
+        media_migration=media_migration,
     )
 
 
 SCHEMA = schema(keys=True)
 
-MEDIA_COLUMNS = (
-    "kind, format, width, height, orientation, display_width, display_height, major_brand, compatible_brands, "
-    "codec, pix_fmt, duration_s, frames, rotation, bytes_read, requests, error, mode, head_sha256, etag, probed_at"
-)
+#: The `media` columns a sync writes from the probes snapshot: every fact, then the object version they describe.
+MEDIA_COLUMNS = ", ".join((*FACT_COLUMNS, "etag", "probed_at"))
 
 
 @dataclass(frozen=True)
@@ -196,16 +205,31 @@ _RECORD_CONNECTION = """
         VALUES ($name, $provider, $location, $prefix, $profile, false, now())
 """
 
+#: A listed object whose `objects` row already says what the listing says (same version, live, not moved away): a
+#: sync only moves its last_seen and its verdict.
+_CURRENT_ROW = """
+    objects.connection = $name AND objects.key = c.key AND NOT objects.deleted AND objects.deleted_at IS NULL
+    AND objects.moved_to IS NULL AND c.moved_from IS NULL AND objects.size = c.size
+    AND objects.etag IS NOT DISTINCT FROM c.etag AND objects.last_modified IS NOT DISTINCT FROM c.last_modified
+    AND objects.version IS NOT DISTINCT FROM c.version AND objects.content_md5 IS NOT DISTINCT FROM c.content_md5
+"""
+_LISTED = """
+    (SELECT c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5, c.moved_from, p.accepted
+     FROM read_parquet($changes) c LEFT JOIN read_parquet($probes) p USING (key) WHERE c.change <> 'deleted') AS c
+"""
+_VIOLATION = "key, rule, severity, message, remediation"
+
 #: The statements of one sync's transaction, in order. Paths and names travel as parameters, never as SQL text.
 #: The upserts are MERGE (DuckLake has no primary keys, so no ON CONFLICT and no INSERT OR REPLACE); each keeps the
 #: semantics of the ON CONFLICT it replaced: first_seen survives an update, moved_from is coalesced with the old one,
-#: and carried facts whose etag did not change are not rewritten.
+#: and carried facts whose etag did not change are not rewritten. Rows that stay as they were are not rewritten
+#: either: an unchanged object gets its last_seen and verdict (one narrow UPDATE), not a whole-row MERGE, and a
+#: violation found again keeps its row (and its detected_at, when it was first found), so an unchanged re-sync writes
+#: what changed, plus last_seen.
 _APPLY_SYNC = (
-    """
+    f"""
     MERGE INTO objects
-    USING (SELECT c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5, c.moved_from, p.accepted
-           FROM read_parquet($changes) c LEFT JOIN read_parquet($probes) p USING (key)
-           WHERE c.change <> 'deleted') AS c
+    USING (SELECT * FROM {_LISTED} WHERE NOT EXISTS (SELECT 1 FROM objects WHERE {_CURRENT_ROW})) AS c
     ON objects.connection = $name AND objects.key = c.key
     WHEN MATCHED THEN UPDATE SET
         size = c.size, etag = c.etag, last_modified = c.last_modified, version = c.version,
@@ -216,6 +240,7 @@ _APPLY_SYNC = (
         VALUES ($name, c.key, c.size, c.etag, c.last_modified, c.version, c.content_md5,
                 now(), now(), false, NULL, NULL, c.moved_from, c.accepted)
     """,
+    f"UPDATE objects SET last_seen = now(), accepted = c.accepted FROM {_LISTED} WHERE {_CURRENT_ROW}",
     """
     UPDATE objects SET deleted = true, deleted_at = now(), moved_to = c.moved_to, accepted = false
     FROM read_parquet($changes) c
@@ -240,14 +265,32 @@ _APPLY_SYNC = (
     WHEN MATCHED THEN UPDATE SET {_MEDIA_SET}
     WHEN NOT MATCHED THEN INSERT (connection, key, {MEDIA_COLUMNS}) VALUES ($name, p.key, {_MEDIA_SELECT})
     """,
-    "DELETE FROM violations WHERE connection = $name",
-    """
+    f"""
+    DELETE FROM violations WHERE connection = $name AND ({_VIOLATION}) NOT IN (
+        SELECT ({_VIOLATION}) FROM read_parquet($violations) WHERE list_contains($rules, rule))
+    """,
+    f"""
     INSERT INTO violations
-    SELECT $name, key, rule, severity, message, remediation, now()
-    FROM read_parquet($violations) WHERE list_contains($rules, rule)
+    SELECT $name, {_VIOLATION}, now() FROM (
+        SELECT {_VIOLATION} FROM read_parquet($violations) WHERE list_contains($rules, rule)
+        EXCEPT SELECT {_VIOLATION} FROM violations WHERE connection = $name)
     """,
     "UPDATE connections SET last_synced = now(), first_synced = coalesce(first_synced, now()) WHERE name = $name",
 )
+
+
+#: This sync's violations whose (key, rule) the connection's rows in the index (the previous sync's) do not hold.
+_NEW_VIOLATIONS = """
+SELECT count(*) FROM (SELECT DISTINCT key, rule FROM read_parquet($violations) WHERE list_contains($rules, rule)) v
+WHERE NOT EXISTS (SELECT 1 FROM violations o WHERE o.connection = $name AND o.key = v.key AND o.rule = v.rule)
+"""
+
+
+class SyncFolded(NamedTuple):
+    """What folding a sync into the index found: the violations per rule now held, and how many are new."""
+
+    by_rule: dict[str, int]
+    new_violations: int
 
 
 class IndexUnavailable(Exception):
@@ -412,6 +455,22 @@ def extension_path(name: str) -> Path:
     )
 
 
+def _attach_once_created(con: duckdb.DuckDBPyConnection, *, read_only: bool) -> None:
+    """ATTACH the DuckLake catalog. The first ATTACH of a writer creates the catalog's tables in Postgres, and two
+    first writers on many machines can race there: the loser fails on a duplicate key of `ducklake_metadata`. The
+    catalog then exists, so attaching again succeeds; a few tries cover it without a lock across machines."""
+    statement = f"ATTACH 'ducklake:bucket_sync_index' AS {LAKE_ALIAS}{' (READ_ONLY)' if read_only else ''}"
+    for attempt in range(3):
+        try:
+            con.execute(statement)
+            return
+        except duckdb.Error as exc:
+            raced = "duplicate key" in str(exc).lower() or "already exists" in str(exc).lower()
+            if read_only or not raced or attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def _sql_string(value: str) -> str:
     """A SQL string literal, for the one statement that takes no parameters (LOAD)."""
     return "'" + value.replace("'", "''") + "'"
@@ -457,8 +516,14 @@ def _s3_secret(con: duckdb.DuckDBPyConnection, data_path: str | None) -> None:
     con.execute(f"CREATE SECRET bucket_sync_index_s3 ({', '.join(options)})", params)
 
 
-class MediaIndex(ConfigurableResource):
-    """The index, opened briefly per write so other readers and writers get their turn."""
+class IndexAccess(BaseModel):
+    """The index, opened briefly per write so other readers and writers get their turn.
+
+    `MediaIndex` (resources/index_resource.py) is this as the code location's `index` resource; `bucket-sync status`
+    and `query` read through this class itself, which does not import Dagster.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     url: str | None = Field(
         None,
@@ -643,7 +708,7 @@ class MediaIndex(ConfigurableResource):
                 f"METADATA_PARAMETERS {metadata})",
                 {"catalog": location.catalog, **({} if read_only else {"data": location.data_path})},
             )
-            con.execute(f"ATTACH 'ducklake:bucket_sync_index' AS {LAKE_ALIAS}{' (READ_ONLY)' if read_only else ''}")
+            _attach_once_created(con, read_only=read_only)
             con.execute(f"USE {LAKE_ALIAS}")
         except IndexUnavailable:
             con.close()
@@ -697,7 +762,7 @@ class MediaIndex(ConfigurableResource):
         rules: tuple[str, ...],
         counts: SyncCounts,
         attached: list[str] | None = None,
-    ) -> dict[str, int]:
+    ) -> SyncFolded:
         """Fold one sync into the index in a single transaction: objects, tombstones, moves, facts, violations and
         history. Either all of it is visible afterwards or none of it is.
 
@@ -706,7 +771,7 @@ class MediaIndex(ConfigurableResource):
         for the sync's in the same transaction, so a reader never sees one sync's violations beside another sync's
         objects. `attached` (the catalog's connection names) flags every other connection as detached in the same
         transaction: the index's only writer is a sync, which holds the `duckdb_index` pool. Returns the violation
-        count per rule now in the index.
+        count per rule now in the index, and how many of the sync's violations the previous sync did not have.
         """
         params = {
             "name": counts.connection,
@@ -717,8 +782,11 @@ class MediaIndex(ConfigurableResource):
             "rules": list(rules),
         }
 
-        def fold(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+        def fold(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple[Any, ...]], int]:
             self.record_connection(con, connection_row)
+            # Counted before the swap below, against the rows the previous committed sync left: a (key, rule) pair
+            # is new when that sync did not report it. A fixed file that breaks again counts as new again.
+            new = con.execute(_NEW_VIOLATIONS, {k: params[k] for k in ("name", "violations", "rules")}).fetchone()
             if attached is not None:
                 con.execute(
                     "UPDATE connections SET detached = NOT list_contains($names, name) "
@@ -735,14 +803,15 @@ class MediaIndex(ConfigurableResource):
                 """,
                 counts.__dict__,
             )
-            return con.execute(
+            by_rule = con.execute(
                 "SELECT rule, count(*) FROM violations WHERE connection = $name GROUP BY rule",
                 {"name": counts.connection},
             ).fetchall()
+            return by_rule, int(new[0]) if new else 0
 
         with self.connect() as con:
-            by_rule = self._transaction(con, fold)
-        return {rule: int(n) for rule, n in by_rule}
+            by_rule, new_violations = self._transaction(con, fold)
+        return SyncFolded({rule: int(n) for rule, n in by_rule}, new_violations)
 
     def committed(self, connection: str, run_id: str) -> bool:
         """Whether run `run_id` folded its sync of `connection` into the index (its `syncs` row exists)."""

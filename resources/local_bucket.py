@@ -15,22 +15,33 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Iterator
+import uuid
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from itertools import islice
+from operator import itemgetter
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
+from media.cvat import MANIFEST_FILE
 from resources.bucket import (
+    BucketError,
     ConnectionMisconfigured,
     ConnectionStatus,
     ConnectionTest,
-    ObjectChanged,
     ObjectGone,
     ObjectUnreadable,
+    ObjectVersion,
+    WriteConflict,
+    WriteDenied,
     batch_from_rows,
+    changed,
+    gone,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +84,72 @@ def _sort_key(entry: os.DirEntry[str]) -> str:
         return name
 
 
+#: A key made of plain segments: no empty, `.` or `..` segment, no leading or trailing `/`, no NUL.
+_PLAIN_KEY = re.compile(r"(?!\.\.?(?:/|$))[^/\x00]+(?:/(?!\.\.?(?:/|$))[^/\x00]+)*")
+#: Paged listings one instance keeps walks for; more would only be abandoned pagings holding folder listings.
+_MAX_CURSORS = 4
+
+
+def _plain_path_mode(root_prefix: str, key: str) -> int | None:
+    """The mode of the file at a plain `key` under the resolved root when no segment on the way is a symlink, else None.
+
+    Only the key's own segments are checked (one lstat each): the root is resolved once, when the bucket is opened.
+    """
+    path = root_prefix
+    *folders, _ = key.split("/")
+    for folder in folders:
+        path += folder
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return None  # a symlink (or no folder at all): the full resolution decides
+        path += "/"
+    mode = os.lstat(root_prefix + key).st_mode
+    return None if stat.S_ISLNK(mode) else mode
+
+
+def _root_warnings(root: Path) -> list[str]:
+    """What is odd about a resolved root that still works (see `LocalBucket.root_warnings`)."""
+    if root == Path("/"):
+        return ["root is / : a sync would walk the whole disk; point `root` at the folder that holds the media"]
+    if root in _SYSTEM_ROOTS:
+        return [f"root is the system folder {root}: it holds system files, not media; is `root` a mistake?"]
+    return []
+
+
+class _Root(NamedTuple):
+    """A bucket's root, resolved: as a path, and as the text every key is appended to."""
+
+    path: Path
+    prefix: str
+
+
+class _Walk:
+    """A walk in progress: its entries, the one already read to learn whether more follow, and its gaps."""
+
+    __slots__ = ("_entries", "_pending", "gaps")
+
+    def __init__(self, entries: Iterator[tuple[str, os.stat_result | None]], gaps: list[str]) -> None:
+        self._entries, self.gaps = entries, gaps
+        self._pending: tuple[str, os.stat_result | None] | None = None
+
+    def rows(
+        self, count: int, row: Callable[[str, os.stat_result | None], dict[str, object]]
+    ) -> list[dict[str, object]]:
+        """Up to `count` listing rows, continuing where the last call stopped."""
+        out: list[dict[str, object]] = []
+        if self._pending is not None:
+            out.append(row(*self._pending))
+            self._pending = None
+        for key, st in islice(self._entries, count - len(out)):
+            out.append(row(key, st))
+        return out
+
+    def more(self) -> bool:
+        """Whether another entry follows (it is read now and served first by the next `rows`)."""
+        if self._pending is None:
+            self._pending = next(self._entries, None)
+        return self._pending is not None
+
+
 def _mount_fs_type(path: Path) -> str | None:
     """The type of the file system `path` lies on, from the longest matching mount point; None if unknown."""
     try:
@@ -95,11 +172,17 @@ class LocalBucket(ConfigurableResource):
 
     connection: str
     root: str
+    #: The connection's prefix when it publishes its manifests (`publish_manifest`), else None: no write at all.
+    publish_prefix: str | None = None
 
-    # Folders (keys ending in "/") the last walk could not read; reset at the start of every walk.
+    # Folders (keys ending in "/") the walk that served the last listing or page could not read.
     _gaps: list[str] = PrivateAttr(default_factory=list)
-    # The root, resolved and vetted once: every read used to resolve it twice.
-    _resolved_root: Path | None = PrivateAttr(default=None)
+    # The root, resolved and vetted once per open (per instance): resolving it again on every read was most of a
+    # read's CPU, more than the I/O.
+    _resolved_root: _Root | None = PrivateAttr(default=None)
+    # Paged listings in progress, by (prefix, token of their next page): a page resumes its walk where the last one
+    # stopped instead of reading the tree again.
+    _cursors: dict[tuple[str, str], _Walk] = PrivateAttr(default_factory=dict)
 
     @property
     def connection_name(self) -> str:
@@ -109,17 +192,22 @@ class LocalBucket(ConfigurableResource):
     def provider(self) -> str:
         return "local"
 
-    @property
-    def _root(self) -> Path:
-        if self._resolved_root is None:
+    def _vetted_root(self) -> _Root:
+        """The root, resolved and vetted on first use; every later call returns the same one."""
+        resolved = self._resolved_root
+        if resolved is None:
             root = Path(self.root).resolve()
             problem = self._pseudo_fs_problem(root)
             if problem:
                 raise ConnectionMisconfigured(f"connection '{self.connection}', field 'root': {problem}")
-            self._resolved_root = root
-            for warning in self.root_warnings():
+            for warning in _root_warnings(root):
                 log.warning("connection '%s': %s", self.connection, warning)
-        return self._resolved_root
+            resolved = self._resolved_root = _Root(root, str(root).rstrip("/") + "/")
+        return resolved
+
+    @property
+    def _root(self) -> Path:
+        return self._vetted_root().path
 
     @staticmethod
     def _pseudo_fs_problem(root: Path) -> str | None:
@@ -138,12 +226,11 @@ class LocalBucket(ConfigurableResource):
         Shown in the connection test's detail and logged when the root is first used; the caller decides whether
         to go on.
         """
-        root = Path(self.root).resolve()
-        if root == Path("/"):
-            return ["root is / : a sync would walk the whole disk; point `root` at the folder that holds the media"]
-        if root in _SYSTEM_ROOTS:
-            return [f"root is the system folder {root}: it holds system files, not media; is `root` a mistake?"]
-        return []
+        return _root_warnings(Path(self.root).resolve())
+
+    def cors_rules(self) -> None:
+        """A folder is not served to browsers: CORS does not apply."""
+        return None
 
     def listing_gaps(self) -> list[str]:
         """Folders (keys ending in "/") the last full walk could not read, after `iter_listing` is exhausted.
@@ -153,9 +240,9 @@ class LocalBucket(ConfigurableResource):
         """
         return list(self._gaps)
 
-    def _gap(self, rel: str, exc: OSError) -> None:
-        if rel not in self._gaps:
-            self._gaps.append(rel)
+    def _gap(self, gaps: list[str], rel: str, exc: OSError) -> None:
+        if rel not in gaps:
+            gaps.append(rel)
             log.warning(
                 "connection '%s': cannot read folder '%s' (%s); its objects are not listed",
                 self.connection,
@@ -177,8 +264,9 @@ class LocalBucket(ConfigurableResource):
 
     def _walk(
         self,
-        folder: Path,
+        folder: str,
         rel: str,
+        gaps: list[str],
         ancestors: frozenset[tuple[int, int]] = frozenset(),
         after: str | None = None,
     ) -> Iterator[tuple[str, os.stat_result | None]]:
@@ -189,39 +277,47 @@ class LocalBucket(ConfigurableResource):
         (device, inode) of every folder on the way down, so a symlink back to one of them (a cycle) is not followed:
         without it a link to its own parent would list the same files under ever longer keys.
 
-        A folder that cannot be read (permissions, I/O error) is recorded as a gap, never walked as empty. `after`
-        (a page token) skips, without descending, every folder whose keys all sort before it. Only regular files and
-        folders are listed: FIFOs, sockets and devices are not objects.
+        Each folder is read once, when the walk reaches it; a paged listing keeps this generator between pages
+        (`_Walk`), so paging reads the tree once, like one full listing. A folder that cannot be read (permissions,
+        I/O error) is recorded in `gaps`, never walked as empty. `after` (a page token, when no walk is kept for it)
+        skips, without descending, every folder whose keys all sort before it, so a resumed walk reads only the
+        folders on the token's path and those after it. Only regular files and folders are listed: FIFOs, sockets
+        and devices are not objects.
         """
         try:
-            here = folder.stat()
+            here = Path(folder).stat()
             if (here.st_dev, here.st_ino) in ancestors:
                 return
             ancestors = ancestors | {(here.st_dev, here.st_ino)}
-            entries = list(os.scandir(folder))
+            with os.scandir(folder) as listing:
+                entries = [(_sort_key(entry), entry) for entry in listing]
         except (FileNotFoundError, NotADirectoryError):
             return  # gone since its parent was read: a real deletion
         except OSError as exc:
-            self._gap(rel, exc)
+            self._gap(gaps, rel, exc)
             return
         if not entries and rel and (after is None or rel > after):
             yield rel, None  # an empty folder is this provider's folder marker
-        for entry in sorted(entries, key=_sort_key):
-            key = f"{rel}{key_name(entry.name)}"
+        entries.sort(key=itemgetter(0))
+        if after is not None and after.startswith(rel):
+            # Skip what sorts before the token without looking at it: only the entry just before the token's place
+            # can be the folder that holds it.
+            entries = entries[max(bisect_left(entries, after[len(rel) :], key=itemgetter(0)) - 1, 0) :]
+        for name, entry in entries:
+            key = rel + name
             if entry.is_symlink() and not self._resolved_inside(entry.path):
                 continue
             try:
                 if entry.is_dir():
-                    sub = key + "/"
-                    if after is not None and sub < after and not after.startswith(sub):
+                    if after is not None and key < after and not after.startswith(key):
                         continue  # every key under it sorts before the token
-                    yield from self._walk(Path(entry.path), sub, ancestors, after)
+                    yield from self._walk(entry.path, key, gaps, ancestors, after)
                 elif entry.is_file() and (after is None or key > after):
                     yield key, entry.stat()
             except FileNotFoundError:
                 continue  # deleted while the folder was being read
             except OSError as exc:
-                self._gap(rel, exc)  # listed but not stat-able (a folder without search permission): not deleted
+                self._gap(gaps, rel, exc)  # listed but not stat-able (a folder without search permission): not deleted
                 continue
 
     @staticmethod
@@ -239,49 +335,70 @@ class LocalBucket(ConfigurableResource):
             "version": f"{st.st_ctime_ns:x}",
         }
 
-    def _keys(self, prefix: str, after: str | None = None) -> Iterator[tuple[str, os.stat_result | None]]:
-        self._gaps = []
-        root = self._root
-        start = root / prefix if prefix else root
-        if start.is_dir():
-            yield from self._walk(start, prefix, after=after)
+    def _start(self, prefix: str, after: str | None = None) -> _Walk:
+        """A new walk of the tree under `prefix` (resuming after the key `after`); its gaps become `listing_gaps`."""
+        root = self._vetted_root()
+        gaps: list[str] = []
+        self._gaps = gaps
+        start = str(root.path / prefix)
+        entries = self._walk(start, prefix, gaps, after=after) if Path(start).is_dir() else iter(())
+        return _Walk(entries, gaps)
 
     def iter_listing(self, prefix: str, page_size: int = 1000) -> Iterator[pa.RecordBatch]:
-        rows: list[dict[str, object]] = []
-        for key, st in self._keys(prefix):
-            rows.append(self._row(key, st))
-            if len(rows) >= page_size:
-                yield batch_from_rows(rows)
-                rows = []
-        if rows:
+        walk = self._start(prefix)
+        while rows := walk.rows(page_size, self._row):
             yield batch_from_rows(rows)
 
     def list_page(self, prefix: str, token: str | None, page_size: int = 1000) -> tuple[pa.RecordBatch, str | None]:
-        """The token is the last key served; the walk starts there, skipping whole folders that sort before it.
+        """The token is the last key served. The walk that served it is kept, so the next page carries on from
+        where it stopped: a paged listing reads every folder once, as a full listing does.
 
-        Walking the tree from the top for every page made paging quadratic in the number of files.
+        A token this instance has no walk for (a new process, a sensor's next tick) starts a walk after it, which
+        reads only the folders on the token's path and those after it. Walking the tree from the top for every page
+        made paging quadratic in the number of files.
         """
-        rows: list[dict[str, object]] = []
-        for key, st in self._keys(prefix, after=token):
-            row = self._row(key, st)
-            if len(rows) == page_size:
-                return batch_from_rows(rows), str(rows[-1]["key"])
-            rows.append(row)
-        return batch_from_rows(rows), None
+        walk = self._cursors.pop((prefix, token), None) if token is not None else None
+        if walk is None:
+            walk = self._start(prefix, after=token)
+        self._gaps = walk.gaps
+        rows = walk.rows(max(page_size, 1), self._row)
+        if not rows or not walk.more():
+            return batch_from_rows(rows), None
+        next_token = str(rows[-1]["key"])
+        self._cursors[(prefix, next_token)] = walk
+        while len(self._cursors) > _MAX_CURSORS:  # abandoned pagings: drop the oldest
+            del self._cursors[next(iter(self._cursors))]
+        return batch_from_rows(rows), next_token
 
-    def _path(self, key: str) -> Path:
-        """The file behind `key`, with every symlink resolved, refused unless it lies inside the root.
+    def _path(self, key: str) -> tuple[str, int]:
+        """The file behind `key`, refused unless it lies inside the root, and its mode (the link itself not followed).
 
-        An absolute key, `..` segments and symlinks (to files or folders) that lead out are all caught here, on the
-        resolved path, because that is the path the read will open.
+        A key of plain segments is checked with one lstat per segment from the resolved root: when no segment is a
+        symlink, the path is its own resolution. Anything else (a symlink on the way, `.` or `..` segments, an empty
+        segment) is resolved in full: absolute keys, `..` segments and symlinks (to files or folders) that lead out
+        are all caught on the resolved path, because that is the path the read will open.
         """
+        root = self._vetted_root()
+        if _PLAIN_KEY.fullmatch(key):
+            path = root.prefix + key
+            try:
+                mode = _plain_path_mode(root.prefix, key)
+            except FileNotFoundError:
+                raise gone(key) from None
+            except OSError:
+                mode = None  # not a folder on the way, a name too long: let the full resolution decide
+            if mode is not None:
+                return path, mode
         try:
-            path = (self._root / key).resolve()
+            resolved = (root.path / key).resolve()
         except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, an embedded NUL
             raise ObjectGone(f"'{key}' cannot be resolved inside the connection's root ({exc})") from None
-        if not self._inside(path):
+        if not self._inside(resolved):
             raise ObjectGone(f"'{key}' resolves outside the connection's root; refusing to read it")
-        return path
+        try:
+            return str(resolved), resolved.stat().st_mode
+        except FileNotFoundError:
+            raise gone(key) from None
 
     def _undecodable_name(self, key: str) -> bytes | None:
         """The real (not UTF-8) relative path behind an escaped key from `key_name`, when such a file exists.
@@ -308,22 +425,98 @@ class LocalBucket(ConfigurableResource):
             raise ObjectUnreadable(
                 f"file name is not valid UTF-8 ({raw_name!r}); rename it to UTF-8 so it can be read and keyed exactly"
             )
-        path = self._path(key)
+        path, mode = self._path(key)
+        # Refuse what is not a regular file before opening it: opening some devices has side effects.
+        _refuse_unless_regular(key, mode)
         try:
-            # Refuse what is not a regular file before opening it: opening some devices has side effects.
-            _refuse_unless_regular(key, path.stat().st_mode)
             # O_NOFOLLOW: the path is already resolved, so a symlink here was swapped in after the check.
             # O_NONBLOCK: a FIFO swapped in after that check must not block the open (and the sync) forever.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError as exc:
-            raise ObjectGone(f"'{key}' no longer exists (deleted after it was listed)") from exc
+            raise gone(key) from exc
         try:
-            _refuse_unless_regular(key, os.fstat(fd).st_mode)  # what was opened, whatever the path said
-            if etag and local_etag(os.fstat(fd)) != etag:
-                raise ObjectChanged(f"'{key}' was overwritten after it was listed")
+            st = os.fstat(fd)
+            _refuse_unless_regular(key, st.st_mode)  # what was opened, whatever the path said
+            if etag and local_etag(st) != etag:
+                raise changed(key)
             return os.pread(fd, max(0, end - start), start)
         finally:
             os.close(fd)
+
+    # --- the one write: a manifest, for a connection that publishes ----------------------------------------------
+
+    def _manifest_path(self, key: str) -> Path:
+        """Where `key` is written: a `.jsonl` under the prefix of a connection that publishes, inside the root with
+        every symlink resolved; anything else is refused."""
+        prefix = self.publish_prefix
+        if prefix is None:
+            raise BucketError(
+                f"connection '{self.connection}': refusing to write '{key}': publish_manifest is off, and a "
+                "connection that does not publish never writes to its folder"
+            )
+        plain = all(part not in ("", ".", "..") for part in key.split("/"))
+        if not (key.startswith(prefix) and key.endswith(".jsonl") and plain):
+            raise BucketError(
+                f"connection '{self.connection}': refusing to write '{key}': only manifests (.jsonl) under the "
+                f"prefix '{prefix}' are ever written"
+            )
+        folder = (self._root / key).parent.resolve()
+        if not self._inside(folder):
+            raise BucketError(f"connection '{self.connection}': refusing to write '{key}': it lies outside the root")
+        return folder / key.rsplit("/", 1)[-1]
+
+    def put_manifest(self, key: str, data: bytes, expected: ObjectVersion | None) -> ObjectVersion:
+        """Written beside the target and renamed over it, so a reader sees the old file or the new one, whole. A
+        folder has no conditional rename: the version is checked just before, which holds because one connection is
+        synced by one run at a time."""
+        target = self._manifest_path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            current = local_etag(target.lstat()) if target.exists() or target.is_symlink() else None
+            if current != (expected.etag if expected else None) or target.is_symlink():
+                raise WriteConflict(f"connection '{self.connection}': '{key}' is not the version bucket-sync wrote")
+            staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            staged.write_bytes(data)
+            try:
+                if expected is None:
+                    os.link(staged, target)  # fails if a file appeared meanwhile: create only
+                else:
+                    staged.replace(target)
+            finally:
+                staged.unlink(missing_ok=True)
+            return ObjectVersion(etag=local_etag(target.stat()))
+        except FileExistsError:
+            raise WriteConflict(f"connection '{self.connection}': '{key}' appeared while it was written") from None
+        except PermissionError:
+            raise WriteDenied(
+                f"connection '{self.connection}': writing '{key}' is not allowed: {self._write_remedy(target)}"
+            ) from None
+
+    def read_manifest(self, key: str) -> tuple[bytes, ObjectVersion] | None:
+        target = self._manifest_path(key)
+        try:
+            with target.open("rb") as file:
+                return file.read(), ObjectVersion(etag=local_etag(os.fstat(file.fileno())))
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _write_remedy(target: Path) -> str:
+        return f"grant the user that runs Dagster write permission on the folder {target.parent} (and on {target})"
+
+    def _test_write(self) -> tuple[ConnectionStatus, str, str]:
+        """Whether the manifest may be written, from permissions alone: nothing is created."""
+        key = f"{self.publish_prefix or ''}{MANIFEST_FILE}"
+        target = self._manifest_path(key)
+        folder = next((p for p in (target.parent, *target.parent.parents) if p.exists()), target.parent)
+        writable = os.access(target, os.W_OK) if target.exists() else os.access(folder, os.W_OK | os.X_OK)
+        if writable:
+            return ConnectionStatus.AVAILABLE, f"may write the manifest {target} (publish_manifest)", ""
+        return (
+            ConnectionStatus.FORBIDDEN,
+            f"may not write the manifest {target}, which publish_manifest needs",
+            self._write_remedy(target),
+        )
 
     def test(self) -> ConnectionTest:
         root = Path(self.root)
@@ -349,6 +542,9 @@ class LocalBucket(ConfigurableResource):
         elif not os.access(root, os.R_OK | os.X_OK):
             status, detail = ConnectionStatus.FORBIDDEN, f"folder {root} cannot be listed by this user"
             remedy = "grant read and execute permission on the folder to the user that runs Dagster"
+        if status is ConnectionStatus.AVAILABLE and self.publish_prefix is not None:
+            status, written, remedy = self._test_write()
+            detail = f"{detail}; {written}" if status is ConnectionStatus.AVAILABLE else f"{detail}, but {written}"
         warnings = self.root_warnings()
         if warnings and status is ConnectionStatus.AVAILABLE:
             detail = f"{detail}; warning: {'; '.join(warnings)}"

@@ -3,9 +3,11 @@
 A provider module (s3_bucket, gcs_bucket, azure_bucket) says only how it builds its fields from the catalog
 settings (resolving secrets through `Secrets`), its obstore store (`_store_parts`) and its SDK client
 (`_new_client`), how its SDK lists one page (`_list`) and reads a key obstore cannot address (`_sdk_read`), and how
-its errors map (`sdk_errors`, `_read_failure`, `_verdict`). Here, once: the missing-secret path, paging, the
-obstore/SDK read split, the "gone or overwritten" handling, scrubbed read and listing failures, and the connection
-test's skeleton. The SDK modules are imported only when a connection of that provider is opened.
+its errors map (`sdk_errors`, `_read_failure`, `_verdict`, `_write_remedy`). Here, once: the missing-secret path,
+paging, the obstore/SDK read split, the "gone or overwritten" handling, scrubbed read and listing failures, the
+connection test's skeleton, and the one write bucket-sync makes: a manifest under the prefix of a connection that
+publishes (`publish_prefix` set), written whole in one conditional PUT, never anywhere else. The SDK modules are
+imported only when a connection of that provider is opened.
 """
 
 from __future__ import annotations
@@ -18,18 +20,30 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Self
 
 import obstore
 import pyarrow as pa
+from obstore.exceptions import (
+    AlreadyExistsError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionError,
+    UnauthenticatedError,
+)
 from obstore.exceptions import BaseError as ObstoreError
-from obstore.exceptions import NotFoundError, PreconditionError
 
+from media.cors import CorsRule
+from media.cvat import MANIFEST_FILE
 from resources.bucket import (
     BucketError,
     ConnectionMisconfigured,
     ConnectionStatus,
     ConnectionTest,
+    CorsUnreadable,
     ListingFailed,
     ObjectChanged,
     ObjectGone,
+    ObjectVersion,
     PagedListing,
+    WriteConflict,
+    WriteDenied,
     batch_from_rows,
     changed,
     gone,
@@ -54,6 +68,10 @@ if TYPE_CHECKING:
 Verdict = tuple[ConnectionStatus, str, str]
 #: Listing rows page by page, each page with the token of the next (None: the end).
 Pages = Iterator[tuple[list[dict[str, Any]], str | None]]
+#: A version no object can have: S3 etags are hex digests, Azure's are hex counters, GCS generations are microsecond
+#: timestamps. A write conditional on it is refused (412, or 404 for a missing key) by a store that lets the caller
+#: write, and 403 by one that does not; it never writes.
+IMPOSSIBLE_VERSION = ObjectVersion(etag='"bucket-sync-write-probe"', version="1")
 
 
 class Secrets:
@@ -128,6 +146,8 @@ class CloudBucket(PagedListing):
         connection: str
         bucket: str
         timeout_s: float
+        #: The connection's prefix when it publishes its manifests (`publish_manifest`), else None: no write at all.
+        publish_prefix: str | None
 
     # --- opening: the missing-secret path, once --------------------------------------------------------------
 
@@ -138,7 +158,8 @@ class CloudBucket(PagedListing):
             fields = cls._fields(conn, settings, Secrets(conn, settings.auth))  # type: ignore[attr-defined]
         except SecretError as exc:
             raise ConnectionMisconfigured(str(exc)) from None
-        return cls(connection=conn.name, bucket=conn.bucket or "", **fields)
+        publish_prefix = conn.prefix if conn.publish_manifest else None
+        return cls(connection=conn.name, bucket=conn.bucket or "", publish_prefix=publish_prefix, **fields)
 
     @classmethod
     def _fields(cls, conn: Connection, settings: Any, secret: Secrets) -> dict[str, Any]:
@@ -250,6 +271,132 @@ class CloudBucket(PagedListing):
     def _gone_or_changed(self, key: str) -> ObjectGone | ObjectChanged:
         return changed(key) if self._exists(key) else gone(key)
 
+    # --- the one write: a manifest, for a connection that publishes ----------------------------------------------
+
+    def _put(self, key: str, data: bytes, expected: ObjectVersion | None, *, probe: bool = False) -> ObjectVersion:
+        """One conditional PUT of `data` at `key` (only if absent when `expected` is None); raises the provider's own
+        errors. `probe`: the connection test's write check, which must answer at once (no retries)."""
+        mode: Any = "create"
+        if expected is not None:
+            mode = {k: v for k, v in (("e_tag", expected.etag), ("version", expected.version)) if v}
+        result = obstore.put(self.obstore_store, key, data, mode=mode, use_multipart=False)
+        return ObjectVersion(etag=result.get("e_tag"), version=result.get("version"))
+
+    def _get_whole(self, key: str) -> tuple[bytes, ObjectVersion] | None:
+        try:
+            result = obstore.get(self.obstore_store, key)
+        except (FileNotFoundError, NotFoundError):
+            return None
+        meta = result.meta
+        return bytes(result.bytes()), ObjectVersion(etag=meta.get("e_tag"), version=meta.get("version"))
+
+    def _write_failure(self, exc: Exception) -> Literal["conflict", "denied"] | None:
+        """Whether a provider error from `_put` says another version is there, or the write is not allowed."""
+        if isinstance(exc, PreconditionError | AlreadyExistsError):
+            return "conflict"
+        return "denied" if isinstance(exc, PermissionDeniedError | UnauthenticatedError) else None
+
+    def _write_remedy(self, key: str) -> str:
+        """The least permission that writing `key` takes, as a person grants it."""
+        raise NotImplementedError
+
+    def _writable(self, key: str) -> None:
+        """Refuse any write but a manifest under the prefix of a connection that publishes."""
+        prefix = self.publish_prefix
+        if prefix is None:
+            raise BucketError(
+                f"connection '{self.connection}': refusing to write '{key}': publish_manifest is off, and a "
+                "connection that does not publish never writes to its bucket"
+            )
+        if not key.startswith(prefix) or not key.endswith(".jsonl") or not obstore_addressable(key):
+            raise BucketError(
+                f"connection '{self.connection}': refusing to write '{key}': only manifests (.jsonl) under the "
+                f"prefix '{prefix}' are ever written"
+            )
+
+    def put_manifest(self, key: str, data: bytes, expected: ObjectVersion | None) -> ObjectVersion:
+        self._writable(key)
+        try:
+            return self._put(key, data, expected)
+        except BucketError:
+            raise
+        except (*self.sdk_errors, ObstoreError, OSError) as exc:
+            failure = self._write_failure(exc)
+            where = f"connection '{self.connection}': writing '{key}'"
+            if failure == "conflict":
+                raise WriteConflict(f"{where}: another version of it is there than bucket-sync expected") from None
+            if failure == "denied":
+                raise WriteDenied(f"{where} is not allowed: {self._write_remedy(key)}") from None
+            raise BucketError(f"{where} failed: {type(exc).__name__}: {scrub(str(exc))}") from None
+
+    # --- CORS: read-only, for the audit of the web origin that loads the media ---------------------------------
+
+    def _cors_rules(self) -> list[CorsRule]:
+        """The provider's CORS rules, provider-neutral, in the order it evaluates them; raises its own errors."""
+        raise NotImplementedError
+
+    def _cors_permission(self) -> str:
+        """The permission that reading the CORS configuration takes, as a person grants it."""
+        raise NotImplementedError
+
+    def _cors_denied(self, exc: Exception) -> bool:
+        """Whether an SDK error from `_cors_rules` says the credentials may not read the CORS configuration."""
+        return False
+
+    def cors_rules(self) -> list[CorsRule] | None:
+        try:
+            return self._cors_rules()
+        except (*self.sdk_errors, OSError) as exc:
+            if self._cors_denied(exc):
+                raise CorsUnreadable(
+                    f"connection '{self.connection}': may not read the CORS configuration of {self.nouns[0]} "
+                    f"'{self.bucket}'; {self._cors_permission()}"
+                ) from None
+            raise BucketError(
+                f"connection '{self.connection}': reading the CORS configuration failed: {type(exc).__name__}: "
+                f"{scrub(str(exc))}"
+            ) from None
+
+    def read_manifest(self, key: str) -> tuple[bytes, ObjectVersion] | None:
+        self._writable(key)
+        try:
+            return self._get_whole(key)
+        except (*self.sdk_errors, ObstoreError, OSError) as exc:
+            raise BucketError(
+                f"connection '{self.connection}': reading '{key}' failed: {type(exc).__name__}: {scrub(str(exc))}"
+            ) from None
+
+    def _test_write(self, read_detail: str) -> ConnectionTest:
+        """After the read checks passed: whether the manifest key may be written, found with a PUT conditional on a
+        version no object has, which a store that allows the write refuses with 412 (404 for a missing key on S3)
+        and one that does not with 403. Nothing is written."""
+        key = f"{self.publish_prefix or ''}{MANIFEST_FILE}"
+        where = f"'{key}' in {self.nouns[0]} '{self.bucket}'"
+        try:
+            self._put(key, b"", IMPOSSIBLE_VERSION, probe=True)
+        except Exception as exc:
+            failure = self._write_failure(exc) if isinstance(exc, (*self.sdk_errors, ObstoreError, OSError)) else None
+            if failure == "conflict":
+                return self._result(
+                    ConnectionStatus.AVAILABLE, f"{read_detail}; may write the manifest {where} (publish_manifest)"
+                )
+            if failure == "denied":
+                return self._result(
+                    ConnectionStatus.FORBIDDEN,
+                    f"{read_detail}, but may not write the manifest {where}, which publish_manifest needs",
+                    self._write_remedy(key),
+                )
+            verdict = self._verdict(exc)
+            if verdict is None:
+                raise
+            return self._result(*verdict)
+        return self._result(
+            ConnectionStatus.MISCONFIGURED,
+            f"{read_detail}, but the store ignored the condition of a write probe and wrote an empty object at "
+            f"{where}: it does not support conditional writes, so publishing could overwrite another writer's manifest",
+            "turn publish_manifest off for this connection, or use a store that honours If-Match on PUT",
+        )
+
     # --- the connection test ---------------------------------------------------------------------------------
 
     def _probe(self) -> bool:
@@ -267,7 +414,8 @@ class CloudBucket(PagedListing):
         return ConnectionTest(self.connection, self.provider, status, scrub(detail), remedy)
 
     def test(self) -> ConnectionTest:
-        """List one key, then read one byte of it, without retries: exactly the permissions a sync needs."""
+        """List one key, then read one byte of it, without retries: exactly the permissions a sync needs; and for a
+        connection that publishes, the permission to write its manifest key."""
         try:
             read_one = self._probe()
         except ConnectionMisconfigured as exc:
@@ -279,4 +427,6 @@ class CloudBucket(PagedListing):
             return self._result(*verdict)
         container, item = self.nouns
         detail = f"listed {container} '{self.bucket}'" + (f" and read one {item}" if read_one else " (it is empty)")
+        if self.publish_prefix is not None:
+            return self._test_write(detail)
         return self._result(ConnectionStatus.AVAILABLE, detail)

@@ -6,11 +6,26 @@ and the settings model it picks opens its own bucket class, importing that provi
 
 from __future__ import annotations
 
-from resources.bucket import Bucket, ConnectionMisconfigured, ConnectionStatus, ConnectionTest
+from media.cors import CorsStatus, CorsVerdict, verdict_for
+from resources.bucket import (
+    Bucket,
+    BucketError,
+    ConnectionMisconfigured,
+    ConnectionStatus,
+    ConnectionTest,
+    CorsUnreadable,
+)
 from resources.catalog import Connection, validate_provider_settings
 from resources.secrets import scrub
 
-__all__ = ["open_bucket", "probe_concurrency", "test_connection", "validate_provider_settings"]
+__all__ = [
+    "cors_audit",
+    "cors_summary",
+    "open_bucket",
+    "probe_concurrency",
+    "test_connection",
+    "validate_provider_settings",
+]
 
 
 def open_bucket(conn: Connection) -> Bucket:
@@ -37,3 +52,44 @@ def test_connection(conn: Connection) -> ConnectionTest:
         )
     outcome = bucket.test()
     return ConnectionTest(outcome.connection, outcome.provider, outcome.status, scrub(outcome.detail), outcome.remedy)
+
+
+def cors_audit(conn: Connection, bucket: Bucket | None = None) -> CorsVerdict | None:
+    """Whether the bucket's CORS rules let `conn.cors_origin` load its media; None when no origin is named.
+
+    A bucket read with credentials is private (an anonymous connection reads a public one), which decides whether a
+    `*` origin is too broad. Credentials that may not read the CORS configuration give UNREADABLE with the
+    permission to add, not an error: a sync does not need that permission.
+    """
+    origin = conn.cors_origin
+    if origin is None:
+        return None
+    bucket = bucket or open_bucket(conn)
+    try:
+        rules = bucket.cors_rules()
+    except CorsUnreadable as exc:
+        return CorsVerdict(origin, CorsStatus.UNREADABLE, scrub(str(exc)))
+    if rules is None:
+        return CorsVerdict(
+            origin, CorsStatus.NOT_APPLICABLE, f"not applicable: the {conn.provider} provider has no CORS"
+        )
+    private = conn.auth.get("mode") != "anonymous"
+    account = str(conn.options.get("account", ""))
+    verdict = verdict_for(conn.provider, conn.bucket or "", origin, rules, private=private, account=account)
+    return CorsVerdict(verdict.origin, verdict.status, scrub(verdict.reason), scrub(verdict.fix), verdict.rules)
+
+
+def cors_summary(conn: Connection) -> dict[str, str] | None:
+    """The CORS verdict as `bucket-sync test` shows it (status, origin, reason, fix), or None without cors_origin.
+
+    A failure to read the rules (an outage) is shown as status UNCHECKED rather than raised: CORS never decides
+    whether the connection works.
+    """
+    if conn.cors_origin is None:
+        return None
+    try:
+        verdict = cors_audit(conn)
+    except BucketError as exc:
+        return {"status": "UNCHECKED", "origin": conn.cors_origin, "reason": scrub(str(exc)), "fix": ""}
+    assert verdict is not None
+    return {"status": verdict.status.value, "origin": verdict.origin, "reason": verdict.reason, "fix": verdict.fix}

@@ -5,6 +5,9 @@ line, run metadata, a connection-test detail) can be passed through `scrub` on i
 usual leak: SDKs echo request URLs, and a SAS token or a presigned signature travels in the query string.
 `scrubbed_errors` is the net behind every other measure: whatever a Dagster compute function raises reaches Dagster's
 run records only as scrubbed text.
+
+Dagster is imported only where an error is being replaced: the catalog, the index reader and the CLI scrub text too,
+and `bucket-sync --help`, `status` and `query` must answer without paying for Dagster's import.
 """
 
 from __future__ import annotations
@@ -17,18 +20,10 @@ import re
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from dagster import (
-    Failure,
-    JsonMetadataValue,
-    MarkdownMetadataValue,
-    MetadataValue,
-    PathMetadataValue,
-    RetryRequested,
-    TextMetadataValue,
-    UrlMetadataValue,
-)
+if TYPE_CHECKING:
+    from dagster import Failure
 
 _lock = threading.Lock()
 _known: set[str] = set()
@@ -197,6 +192,15 @@ def _scrub_json(data: Any) -> Any:
 
 def _scrub_metadata_value(value: Any) -> Any:
     """The same metadata value with its text scrubbed (text, markdown, URL, path, JSON); numbers pass as they are."""
+    from dagster import (
+        JsonMetadataValue,
+        MarkdownMetadataValue,
+        MetadataValue,
+        PathMetadataValue,
+        TextMetadataValue,
+        UrlMetadataValue,
+    )
+
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, TextMetadataValue):
@@ -219,6 +223,8 @@ def _scrubbed_failure(exc: BaseException) -> Failure:
     description is its class name and scrubbed text, and the stack of the original (file, line, code; no message)
     travels as metadata, so the failure can still be located.
     """
+    from dagster import Failure, MetadataValue
+
     if isinstance(exc, Failure):
         return Failure(
             description=scrub(exc.description or ""),
@@ -236,6 +242,8 @@ def _scrubbed_failure(exc: BaseException) -> Failure:
 def _replacement(exc: Exception) -> Exception:
     """What to raise in place of `exc`: a RetryRequested stays one (with a scrubbed stand-in for its cause, which
     Dagster serializes), anything else becomes a scrubbed Failure."""
+    from dagster import RetryRequested
+
     if isinstance(exc, RetryRequested):
         retry = RetryRequested(max_retries=exc.max_retries, seconds_to_wait=exc.seconds_to_wait)
         retry.__cause__ = _scrubbed_failure(exc.__cause__) if exc.__cause__ is not None else None

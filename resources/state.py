@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from resources.home import default_home, default_state_url
 from resources.secrets import remember
 
 _REMOTE_SCHEMES = ("s3", "s3a", "gs", "az", "azure", "abfs", "abfss")
@@ -41,14 +42,6 @@ _CREDENTIAL_VARIABLES = (
 
 class StateStoreError(ValueError):
     """The state store setting cannot be used as written. The message names the setting and the fix."""
-
-
-def default_home() -> str:
-    return os.environ.get("BUCKET_SYNC_HOME", ".bucket-sync")
-
-
-def default_state_url() -> str:
-    return os.environ.get("BUCKET_SYNC_STATE") or default_home()
 
 
 def _is_remote(url: str) -> bool:
@@ -146,6 +139,21 @@ class StateStore(ConfigurableResource):
         except (FileNotFoundError, NotFoundError):
             return False
         return True
+
+    def size(self, key: str) -> int | None:
+        """The size of object `key` in bytes, or None when it does not exist; reads no content."""
+        if self.local_root is not None:
+            try:
+                return self._local(key).stat().st_size
+            except FileNotFoundError:
+                return None
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            return int(obstore.head(self._remote(), key)["size"])
+        except (FileNotFoundError, NotFoundError):
+            return None
 
     def fetch(self, key: str, dest: Path) -> bool:
         """Copy object `key` to local file `dest` (a hard link on a local store). False when it does not exist.

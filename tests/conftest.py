@@ -12,8 +12,9 @@ from dagster import DagsterInstance, instance_for_test
 
 from assets.snapshots import SnapshotKeys
 from resources.catalog import dump_catalog
-from resources.index import MediaIndex
-from resources.state import StateStore
+from resources.index_resource import MediaIndex
+from resources.state import StateStore, default_state_url
+from tests.cvat_manifest_rules import LEDGER
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,18 +52,31 @@ class Workspace:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """As the test ends, every manifest its syncs published is held to CVAT's manifest rules
+    (tests/cvat_manifest_rules.py): in the workspace's own store, and in the store BUCKET_SYNC_STATE named, if the test
+    pointed it elsewhere (the environment is still the test's here: monkeypatch undoes it after this)."""
     home, catalog = tmp_path / "home", tmp_path / "connections.yaml"
     monkeypatch.setenv("BUCKET_SYNC_HOME", str(home))
     monkeypatch.setenv("BUCKET_SYNC_CATALOG", str(catalog))
     monkeypatch.delenv("BUCKET_SYNC_PROGRESS", raising=False)
-    return Workspace(home=home, catalog=catalog)
+    yield Workspace(home=home, catalog=catalog)
+    stores = {store.location: store for store in (StateStore(url=str(home)), StateStore(url=default_state_url()))}
+    for store in stores.values():
+        LEDGER.check_store(store)
 
 
 @pytest.fixture
 def dagster_instance() -> Iterator[DagsterInstance]:
     with instance_for_test() as instance:
         yield instance
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many manifests the session held to CVAT's rules: a figure that shows the check ran."""
+    if LEDGER.checked:
+        refused = f"{len(LEDGER.refused)} refused" if LEDGER.refused else "all valid"
+        terminalreporter.write_line(f"CVAT manifest rules: {len(LEDGER.checked)} manifest(s) checked, {refused}")
 
 
 @pytest.fixture(scope="session")

@@ -35,4 +35,8 @@ class LocalSettings(ProviderSettings):
         from resources.local_bucket import LocalBucket
 
         root = Path(self.root or ".")
-        return LocalBucket(connection=conn.name, root=str(root if root.is_absolute() else Path(conn.base_dir) / root))
+        return LocalBucket(
+            connection=conn.name,
+            root=str(root if root.is_absolute() else Path(conn.base_dir) / root),
+            publish_prefix=conn.prefix if conn.publish_manifest else None,
+        )

@@ -20,13 +20,13 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.test_utils import create_run_for_test
 
 from assets.overlap import HOST_TAG, PID_TAG
-from media import synth
+from demo import synth
 from pipelines import sensors
 from pipelines.definitions import defs
 from pipelines.runner import run_sync
 from pipelines.schedules import build_connection_schedules, schedule_name
-from resources.catalog import CatalogResource
-from resources.index import MediaIndex
+from resources.catalog_resource import CatalogResource
+from resources.index_resource import MediaIndex
 from resources.state import StateStore
 from tests.conftest import Workspace
 

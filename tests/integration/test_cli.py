@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from media import synth
+from demo import synth
 from tests.conftest import REPO, Workspace
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from media import synth
+from demo import synth
 from pipelines.cli import app
 
 pytestmark = pytest.mark.integration

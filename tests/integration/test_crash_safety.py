@@ -26,7 +26,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 
 from assets.publish import recover
 from assets.snapshots import SnapshotKeys
-from media import synth
+from demo import synth
 from pipelines.instance import DAGSTER_YAML
 from pipelines.runner import run_sync
 from tests.conftest import REPO, Workspace

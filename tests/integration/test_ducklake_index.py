@@ -23,10 +23,11 @@ import pytest
 from dagster import DagsterInstance
 from typer.testing import CliRunner
 
-from media import synth
+from demo import synth
 from pipelines.cli import app
 from pipelines.runner import run_sync
-from resources.index import MEDIA_COLUMNS, MediaIndex
+from resources.index import MEDIA_COLUMNS
+from resources.index_resource import MediaIndex
 from tests.conftest import REPO, Workspace
 from tests.integration.buckets import LocalTestBucket
 from tests.servers import Server, create_database
@@ -202,7 +203,7 @@ SYNC_AT_THE_SAME_MOMENT = """
 import os, sys, time
 from pathlib import Path
 from dagster import instance_for_test
-from resources.index import MediaIndex
+from resources.index_resource import MediaIndex
 from pipelines.cli import app
 from pipelines.runner import run_sync
 

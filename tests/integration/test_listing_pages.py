@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
 
-from media import synth
+from demo import synth
 from pipelines import sensors
 from pipelines.runner import run_sync
-from resources.catalog import CatalogResource
-from resources.index import MediaIndex
+from resources.catalog_resource import CatalogResource
+from resources.index_resource import MediaIndex
 from resources.providers import open_bucket
 from resources.state import StateStore
 from tests.conftest import Workspace

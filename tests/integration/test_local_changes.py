@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance
 
-from media import synth
+from demo import synth
 from pipelines.runner import run_sync
 from tests.conftest import Workspace
 from tests.integration.buckets import LocalTestBucket

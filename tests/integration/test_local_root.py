@@ -19,7 +19,7 @@ import pytest
 from dagster import DagsterInstance
 
 from assets.probes import probe_object
-from media import synth
+from demo import synth
 from media.facts import MediaFacts
 from pipelines.runner import run_sync
 from resources.bucket import ObjectGone

@@ -10,7 +10,7 @@ import json
 import pytest
 from dagster import DagsterInstance
 
-from media import synth
+from demo import synth
 from media.cvat import split_name
 from pipelines.runner import run_sync
 from tests.conftest import Workspace

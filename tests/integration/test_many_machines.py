@@ -25,8 +25,9 @@ import duckdb
 import pytest
 import yaml
 
-from media import synth
-from resources.index import IndexMissing, MediaIndex
+from demo import synth
+from resources.index import IndexMissing
+from resources.index_resource import MediaIndex
 from resources.state import StateStore, _remote_store
 from tests.conftest import REPO, Workspace
 from tests.integration.buckets import LocalTestBucket, S3TestBucket

@@ -1,8 +1,9 @@
 """Read-only by default, proven from the server's side of the wire.
 
 Every request a sync sends to S3, GCS and Azure passes through the recording proxy (tests/proxy.py) on its way to
-the emulator. With manifest upload off (the only mode there is), a first sync, a re-sync after the bucket changed,
-and a full re-probe must send nothing but GET and HEAD requests, and none of them may name a mutating operation.
+the emulator. With manifest upload off (`publish_manifest`, the default), a first sync, a re-sync after the bucket
+changed, and a full re-probe must send nothing but GET and HEAD requests, and none of them may name a mutating
+operation. What a publishing connection may write is proven in test_publish_manifest.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import pytest
 from dagster import DagsterInstance
 
-from media import synth
+from demo import synth
 from pipelines.runner import run_sync
 from tests.conftest import Workspace
 from tests.integration.buckets import BucketUnderTest, unique_name

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance
 
-from media import synth
+from demo import synth
 from pipelines.runner import run_sync
 from tests.conftest import REPO, Workspace
 from tests.integration.buckets import S3TestBucket

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance
 
-from media import synth
+from demo import synth
 from pipelines.runner import run_sync
 from tests.conftest import Workspace
 from tests.integration.buckets import AzureTestBucket, GCSTestBucket, S3TestBucket, unique_name

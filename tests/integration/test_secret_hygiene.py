@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, quote
 import boto3
 import pytest
 
-from media import synth
+from demo import synth
 from resources.catalog import dump_catalog
 from tests.conftest import Workspace
 from tests.servers import Server, free_port

@@ -13,7 +13,7 @@ import pytest
 from dagster import DagsterInstance
 
 from assets.snapshots import SnapshotKeys
-from media import synth
+from demo import synth
 from pipelines.runner import run_sync
 from resources.state import StateStore, StateStoreError, _remote_store
 from tests.conftest import Workspace

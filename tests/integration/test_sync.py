@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance
 
-from media import synth
+from demo import synth
 from pipelines.runner import run_sync
 from tests.conftest import Workspace
 from tests.integration.buckets import BucketUnderTest, LocalTestBucket, unique_name

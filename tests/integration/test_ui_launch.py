@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from media import synth
+from demo import synth
 from pipelines.executor import VARIABLE
 from pipelines.instance import ensure_dagster_home, ensure_index_pool
 from tests.conftest import Workspace

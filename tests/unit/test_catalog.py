@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from resources.catalog import CatalogError, KeyFilter, dump_catalog, load_catalog
+from resources.catalog_yaml import catalog_names
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -284,3 +285,28 @@ def test_dump_catalog_writes_shared_values_out_so_the_loader_accepts_them(tmp_pa
     path = tmp_path / "connections.yaml"
     path.write_text(dump_catalog(entries))
     assert "*" not in path.read_text() and sorted(load_catalog(path).connections) == ["a", "b"]
+
+
+def test_cors_origin_is_an_origin_without_a_path(tmp_path: Path) -> None:
+    entry = "connections:\n  - name: web\n    provider: local\n    root: .\n    cors_origin: {}\n"
+    catalog = load_catalog(write(tmp_path, entry.format("HTTPS://App.CVAT.ai")))
+    assert catalog.get("web").cors_origin == "https://app.cvat.ai"  # as the browser sends it
+    assert load_catalog(write(tmp_path, entry.format("http://localhost:8080"))).get("web").cors_origin
+    for bad, words in (
+        ("https://app.cvat.ai/tasks", "without a path"),
+        ("app.cvat.ai", "must start with https://"),
+        ("https://user@app.cvat.ai", "user name or password"),  # the catalog's inline-secret guard speaks first
+    ):
+        message = error_of(tmp_path, entry.format(bad))
+        assert "connection 'web'" in message and "field 'cors_origin'" in message and words in message, message
+
+
+def test_catalog_names_reads_the_names_alone_with_the_loaders_refusals(tmp_path: Path) -> None:
+    """What `bucket-sync status` asks: which names the catalog holds. An entry with a mistake elsewhere is still in
+    it; a file that is not a catalog (or uses an alias) is refused as load_catalog refuses it."""
+    path = write(tmp_path, "connections:\n  - {name: a, provider: local, root: x}\n  - {name: b, provider: nope}\n")
+    assert catalog_names(path) == {"a", "b"}
+    with pytest.raises(CatalogError, match="YAML alias"):
+        catalog_names(write(tmp_path, "x: &x 1\nconnections:\n  - {name: *x}\n"))
+    with pytest.raises(CatalogError, match="malformed YAML"):
+        catalog_names(write(tmp_path, "connections: ["))

@@ -9,7 +9,7 @@ import warnings
 import pytest
 from PIL import Image
 
-from media import synth
+from demo import synth
 from media.exif import _orientation_from_ifd0, _orientation_with_pillow, orientation_from_exif
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from resources.index import IndexSettingError, MediaIndex, extension_path, parse_index_url
+from resources.index import IndexSettingError, extension_path, parse_index_url
+from resources.index_resource import MediaIndex
 from resources.secrets import scrub
 
 PASSWORD = "hunter2-index-pw"

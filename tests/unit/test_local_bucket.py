@@ -178,16 +178,8 @@ def test_an_ordinary_root_has_no_warnings(root: Path) -> None:
     assert "warning" not in bucket.test().detail
 
 
-def test_paging_starts_at_the_token_instead_of_walking_the_tree_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    folders, files = 40, 5
-    for i in range(folders):
-        (tmp_path / f"d{i:02d}").mkdir()
-        for j in range(files):
-            (tmp_path / f"d{i:02d}" / f"f{j}.jpg").write_bytes(b"x")
-    bucket = LocalBucket(connection="pages", root=str(tmp_path))
-    expected = keys(bucket)
+def count_scandir(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every folder the local provider reads from now on, in order."""
     real_scandir, calls = os.scandir, []
 
     def scandir(path: object) -> object:
@@ -195,11 +187,86 @@ def test_paging_starts_at_the_token_instead_of_walking_the_tree_again(
         return real_scandir(path)  # type: ignore[call-overload]
 
     monkeypatch.setattr("resources.local_bucket.os.scandir", scandir)
+    return calls
+
+
+def page_through(bucket: LocalBucket, prefix: str, page_size: int) -> list[list[str]]:
+    pages: list[list[str]] = []
+    token: str | None = None
+    while True:
+        batch, token = bucket.list_page(prefix, token, page_size=page_size)
+        pages.append(batch.column("key").to_pylist())
+        if token is None:
+            return pages
+
+
+@pytest.mark.parametrize("page_size", [1, 7, 100, 250, 1000])
+def test_a_paged_listing_reads_each_folder_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page_size: int
+) -> None:
+    files = 1000
+    (tmp_path / "flat").mkdir()
+    for i in range(files):
+        (tmp_path / "flat" / f"IMG_{i:05d}.jpg").write_bytes(b"x")
+    bucket = LocalBucket(connection="pages", root=str(tmp_path))
+    calls = count_scandir(monkeypatch)
+    pages = page_through(bucket, "flat/", page_size)
+    keys = [k for page in pages for k in page]
+    assert keys == [f"flat/IMG_{i:05d}.jpg" for i in range(files)]  # every key once, in key order
+    assert [len(page) for page in pages] == [page_size] * (files // page_size) + [files % page_size] * bool(
+        files % page_size
+    )
+    # The walk that served a page is kept for the next: the folder is read once, however many pages it takes.
+    assert calls == [str(tmp_path / "flat")]
+
+
+def test_a_paged_tree_reads_each_folder_once_and_matches_the_full_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folders = [f"d{i:02d}" for i in range(12)] + [f"d03/sub{j}" for j in range(3)] + ["empty"]
+    for folder in folders:
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    for folder in folders[:-1]:
+        for j in range(9):
+            (tmp_path / folder / f"f{j}.jpg").write_bytes(b"x")
+    bucket = LocalBucket(connection="pages", root=str(tmp_path))
+    expected = keys(bucket)
+    calls = count_scandir(monkeypatch)
+    paged = [k for page in page_through(bucket, "", 4) for k in page]
+    assert paged == expected and len(set(paged)) == len(paged)
+    assert "empty/" in paged  # the empty folder's marker comes through a page boundary too
+    assert len(calls) == len(set(calls)) == len(folders) + 1  # each folder and the root, once
+
+
+def test_two_pagings_of_one_bucket_do_not_disturb_each_other(tmp_path: Path) -> None:
+    for i in range(30):
+        (tmp_path / f"{i:02d}.jpg").write_bytes(b"x")
+    bucket = LocalBucket(connection="pages", root=str(tmp_path))
+    first, token_a = bucket.list_page("", None, page_size=10)
+    second, token_b = bucket.list_page("", None, page_size=4)
+    rest_a, _ = bucket.list_page("", token_a, page_size=10)
+    rest_b, _ = bucket.list_page("", token_b, page_size=4)
+    assert first.column("key").to_pylist() + rest_a.column("key").to_pylist() == [f"{i:02d}.jpg" for i in range(20)]
+    assert second.column("key").to_pylist() + rest_b.column("key").to_pylist() == [f"{i:02d}.jpg" for i in range(8)]
+
+
+def test_paging_starts_at_the_token_instead_of_walking_the_tree_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token without a kept walk (a new process, the sensor's next tick) resumes from the token alone."""
+    folders, files = 40, 5
+    for i in range(folders):
+        (tmp_path / f"d{i:02d}").mkdir()
+        for j in range(files):
+            (tmp_path / f"d{i:02d}" / f"f{j}.jpg").write_bytes(b"x")
+    expected = keys(LocalBucket(connection="pages", root=str(tmp_path)))
+    calls = count_scandir(monkeypatch)
     paged: list[str] = []
     token: str | None = None
     pages = 0
     while True:
-        batch, token = bucket.list_page("", token, page_size=files)
+        # A new instance for every page: nothing is carried over but the token.
+        batch, token = LocalBucket(connection="pages", root=str(tmp_path)).list_page("", token, page_size=files)
         paged += batch.column("key").to_pylist()
         pages += 1
         if token is None:
@@ -209,3 +276,24 @@ def test_paging_starts_at_the_token_instead_of_walking_the_tree_again(
     # walking from the top for every page read all 41 folders per page.
     assert len(calls) <= 4 * pages, (len(calls), pages)
     print(f"\n{pages} pages of {files}: {len(calls)} folder reads (a walk from the top per page: {pages * 41})")
+
+
+def test_the_root_is_resolved_once_per_open(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads resolve only the key's own segments: resolving the root again was most of a read's CPU."""
+    real_realpath, resolved = os.path.realpath, []
+
+    def realpath(path: object, *args: object, **kwargs: object) -> str:
+        resolved.append(os.fspath(path))  # type: ignore[arg-type]
+        return real_realpath(path, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os.path, "realpath", realpath)
+    bucket = LocalBucket(connection="once", root=str(root))
+    listed = keys(bucket)
+    for _ in range(3):
+        for key in listed:
+            assert bucket.read_range(key, 0, 3) == b"\xff\xd8\xff"
+    page_through(bucket, "", 2)
+    assert resolved == [str(root)]
+    reopened = LocalBucket(connection="once", root=str(root))
+    reopened.read_range("a/1.jpg", 0, 3)
+    assert resolved == [str(root), str(root)]  # once per open, not once per process

@@ -9,7 +9,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from media import synth
+from demo import synth
 from media.facts import MediaFacts
 from media.probe import READ_FAILED, probe
 from media.ranges import FIRST_READ, ProbeWorkExceeded, RangeReader
@@ -230,7 +230,7 @@ def test_audio_only_mp4_is_not_a_video() -> None:
     hdlr = box(b"hdlr", bytes(8) + b"soun" + bytes(13))
     moov = box(b"moov", box(b"trak", box(b"mdia", hdlr)))
     facts = probe_bytes(box(b"ftyp", b"M4A " + bytes(4)) + moov)
-    assert facts.error == "no video track"
+    assert facts.error == "no video track: an audio-only file (1 audio track, unknown codec)"
     assert facts.kind == "other"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from media import synth
+from demo import synth
 from media.facts import MediaFacts
 from media.jpeg import END_CHECK_BYTES
 from media.probe import probe

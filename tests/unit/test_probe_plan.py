@@ -124,3 +124,34 @@ def test_the_previous_read_failure_of_the_same_version_travels_with_the_row(tmp_
     )
     rows = dict(_plan(c, [known]).execute("SELECT key, previous_error FROM plan").fetchall())
     assert rows == {"slow.jpg": deadline, "rewritten.jpg": None}
+
+
+def test_videos_probed_before_key_frames_were_listed_are_read_once_more(tmp_path: Path) -> None:
+    """A snapshot without the key frame columns plans without error: its images carry, its readable videos re-probe."""
+    c = changes(
+        tmp_path,
+        [
+            {"key": "still.jpg", "size": 5, "etag": "a", "change": "unchanged"},
+            {"key": "clip.mp4", "size": 6, "etag": "b", "change": "unchanged"},
+            {"key": "broken.mp4", "size": 7, "etag": "c", "change": "unchanged"},
+        ],
+    )
+    legacy = tmp_path / "legacy.parquet"
+    schema = pa.schema([f for f in PROBES_SCHEMA if f.name not in ("keyframes", "decoded_frames", "notes")])
+    rows = [
+        {"key": "still.jpg", "size": 5, "etag": "a", "kind": "image"},
+        {"key": "clip.mp4", "size": 6, "etag": "b", "kind": "video"},
+        {"key": "broken.mp4", "size": 7, "etag": "c", "kind": "video", "error": "no moov box: not a playable MP4"},
+    ]
+    pq.write_table(
+        pa.Table.from_pylist([{"last_modified": T0, "probed_at": T0, **r} for r in rows], schema=schema), legacy
+    )
+    con = _plan(c, [legacy])
+    assert actions(con) == {
+        "still.jpg": ("carried", "still.jpg"),
+        "clip.mp4": ("probe", None),
+        "broken.mp4": ("carried", "broken.mp4"),
+    }
+    assert con.execute("SELECT keyframes, decoded_frames, notes FROM p WHERE key = 'still.jpg'").fetchall() == [
+        (None, None, None)
+    ]

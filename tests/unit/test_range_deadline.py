@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from media import synth
+from demo import synth
 from media.probe import READ_FAILED, probe
 from media.ranges import DEFAULT_DEADLINE_S, RangeReader
 

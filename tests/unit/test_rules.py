@@ -53,13 +53,14 @@ def test_profiles_and_rule_names() -> None:
         "mp4_brand",
         "mp4_pixel_format",
         "manifest_name",
+        "extension_mismatch",
     )
     assert set(RULES) == set(ALL_RULES)
     assert STRICT.rules == ALL_RULES
-    assert CVAT.rules == ("readable", "supported_format", "manifest_name")
+    assert CVAT.rules == ("readable", "supported_format", "manifest_name", "extension_mismatch")
     assert STRICT.image_formats == {"jpeg", "png", "webp", "bmp", "tiff"}
     assert STRICT.video_formats == {"mp4"}
-    assert CVAT.image_formats == STRICT.image_formats | {"gif"}
+    assert CVAT.image_formats == STRICT.image_formats | {"gif", "avif"}
     assert CVAT.video_formats == {"mp4", "mov"}
     assert get_profile("cvat") is CVAT
     # Truncated uploads are looked for (one more request per JPEG/PNG, sent with the first) only under strict.
@@ -77,7 +78,7 @@ def test_unknown_profile_names_the_known_ones() -> None:
 def test_compliant_files_pass_both_profiles(profile: str) -> None:
     assert judge(image(orientation=1), "photos/a.jpg", profile) == []
     assert judge(image("png"), "b.png", profile) == []
-    assert judge(image("jpeg", orientation=None), "no-extension", profile) == []
+    assert judge(image("jpeg", orientation=None), "upper/CASE.JPEG", profile) == []
     assert judge(video(), "clips/c.mp4", profile) == []
 
 
@@ -143,16 +144,70 @@ def test_extension_that_lies_and_an_unsupported_format_together() -> None:
     assert violation.remediation == "mogrify -format jpg a.png"
 
 
+@pytest.mark.parametrize("profile", ["strict", "cvat"])
+@pytest.mark.parametrize(
+    ("key", "named", "renamed"),
+    [
+        ("shots/photo.xyz", "its name ends in .xyz", "shots/photo.jpg"),
+        ("shots/scan", "its name has no extension", "shots/scan.jpg"),
+        ("shots/IMG.JFIF", "its name ends in .JFIF", "shots/IMG.jpg"),
+        ("shots/cloud.bin", "its name ends in .bin", "shots/cloud.jpg"),
+    ],
+)
+def test_an_image_named_as_no_image_cvat_knows_is_left_out(profile: str, key: str, named: str, renamed: str) -> None:
+    [violation] = judge(image(orientation=1), key, profile)
+    assert violation.rule == "extension_mismatch"
+    assert violation.message == (
+        f"left out of the manifest: the content is a jpeg image but {named}, which CVAT does not treat as an image"
+    )
+    assert violation.remediation.startswith(f"rename it to end in .jpg: mv {key} {renamed} (in a bucket: aws s3 mv")
+    assert f"gcloud storage mv gs://BUCKET/{key} gs://BUCKET/{renamed}" in violation.remediation
+
+
+def test_extension_mismatch_leaves_lying_known_extensions_to_supported_format() -> None:
+    """`clip.mp4` holding a JPEG is one finding, with supported_format's rename, not two."""
+    assert rules_hit(judge(image(orientation=1), "clip.mp4", "cvat")) == ["supported_format"]
+    assert judge(image("tiff"), "scan.TIF", "cvat") == []
+    assert judge(video(), "clips/no-extension", "cvat") == []  # videos are not this rule's business
+    [renamed] = judge(image("tiff"), "scan.dat", "cvat")
+    assert "mv scan.dat scan.tif" in renamed.remediation
+
+
+def test_extension_mismatch_quotes_keys_for_the_shell() -> None:
+    [violation] = judge(image(orientation=1), "odd/it's here", "cvat")
+    first = violation.remediation.removeprefix("rename it to end in .jpg: ").split(" (in a bucket")[0]
+    assert shlex.split(first) == ["mv", "odd/it's here", "odd/it's here.jpg"]
+
+
 def test_mp4_and_mov_extensions_are_one_family() -> None:
     assert judge(video("mp4", brand="mp42"), "a.mov", "cvat") == []
     assert judge(video("mov", brand="qt  "), "a.mp4", "cvat") == []
 
 
-def test_heic_is_unsupported_everywhere() -> None:
+def test_heic_is_unsupported_everywhere_and_converted_with_libheif() -> None:
+    """CVAT decodes with stock Pillow, which cannot read HEIC: both profiles reject it, with the size still known."""
     for profile in ("strict", "cvat"):
         [violation] = judge(image("heic"), "IMG_0001.HEIC", profile)
         assert violation.message.startswith("image format heic is not accepted by")
-        assert violation.remediation == "mogrify -format jpg IMG_0001.HEIC"
+        assert violation.remediation == "heif-convert IMG_0001.HEIC IMG_0001.jpg"
+
+
+def test_avif_is_accepted_by_cvat_and_rejected_by_strict() -> None:
+    """Pillow (and so CVAT) reads AVIF natively; Vi does not accept it."""
+    assert judge(image("avif"), "photo.avif", "cvat") == []
+    [violation] = judge(image("avif"), "my photo.avif", "strict")
+    assert violation.message.startswith("image format avif is not accepted by strict")
+    assert violation.remediation == "heif-convert 'my photo.avif' 'my photo.jpg'"
+
+
+def test_rotated_heif_images_get_their_displayed_size_in_cvat_and_one_conversion_in_strict() -> None:
+    """irot/imir show as the orientation; in strict the conversion fixes it too, so it is the only finding."""
+    rotated = image("avif", orientation=6, width=4032, height=3024)
+    assert judge(rotated, "p.avif", "cvat") == []
+    assert manifest_size(rotated, "cvat") == (3024, 4032)
+    for fmt in ("avif", "heic"):
+        [violation] = judge(image(fmt, orientation=6), f"p.{fmt}", "strict")
+        assert violation.remediation == f"heif-convert p.{fmt} p.jpg"
 
 
 @pytest.mark.parametrize(

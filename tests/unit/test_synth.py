@@ -9,7 +9,7 @@ import av
 import pytest
 from PIL import Image
 
-from media import synth
+from demo import synth
 from media.probe import probe
 from media.ranges import FIRST_READ, RangeReader
 from media.rules import judge
