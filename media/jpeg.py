@@ -46,7 +46,9 @@ def probe_jpeg(reader: RangeReader, facts: MediaFacts, *, end_check: bool = True
             raise ProbeError(
                 f"malformed JPEG: more than {MAX_SEGMENTS} marker segments before the frame header (at offset {pos})"
             )
-        marker = reader.read_at(pos, 2)
+        # The marker and the segment length in one read: one call per segment where there were two.
+        segment = reader.read_at(pos, 4)
+        marker = segment[:2]
         if len(marker) < 2:
             raise ProbeError("truncated JPEG: no SOF marker before end of file")
         if marker[0] != 0xFF:
@@ -62,7 +64,7 @@ def probe_jpeg(reader: RangeReader, facts: MediaFacts, *, end_check: bool = True
             raise ProbeError(f"malformed JPEG: end-of-image marker at offset {pos} before any SOF marker")
         if code == 0xDA:
             raise ProbeError(f"malformed JPEG: scan data at offset {pos} before any SOF marker")
-        raw_length = reader.read_at(pos + 2, 2)
+        raw_length = segment[2:4]
         if len(raw_length) < 2:
             raise ProbeError("truncated JPEG: no SOF marker before end of file")
         length = int.from_bytes(raw_length, "big")
