@@ -8,34 +8,17 @@ local one. Run in a fresh interpreter, since this test process has imported ever
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Workspace
+from tests.cli_modules import run_cli
+from tests.conftest import Workspace
 
 pytestmark = pytest.mark.integration
 
 CLOUD = ("boto3", "botocore", "google", "azure", "dagster_aws", "dagster_gcp", "dagster_azure")
-
-SCRIPT = """
-import json, sys
-from pipelines.cli import main
-
-sys.argv = ["bucket-sync", *sys.argv[1:]]
-try:
-    main()
-    code = 0
-except SystemExit as exc:
-    code = exc.code or 0
-cloud = {cloud!r}
-loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set(cloud))
-print("\\n" + json.dumps({{"code": code, "loaded": loaded}}))
-"""
 
 
 def test_syncing_a_local_connection_imports_no_cloud_sdk(workspace: Workspace, tmp_path: Path) -> None:
@@ -52,17 +35,8 @@ def test_syncing_a_local_connection_imports_no_cloud_sdk(workspace: Workspace, t
          "auth": {"mode": "anonymous"}},
     )  # fmt: skip
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster-home")}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(cloud=CLOUD), "sync", "disk", "--quiet"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.stdout.strip(), done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["code"] == 0, done.stdout + done.stderr
-    assert "accepted       : 1 of 1" in done.stdout
-    assert report["loaded"] == [], f"a sync of a local connection imported {report['loaded']}"
+    code, modules, output = run_cli(env, "sync", "disk", "--quiet", timeout=300)
+    loaded = sorted(modules & set(CLOUD))
+    assert code == 0, output
+    assert "accepted       : 1 of 1" in output
+    assert loaded == [], f"a sync of a local connection imported {loaded}"

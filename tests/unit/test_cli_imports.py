@@ -8,38 +8,17 @@ module sets only; what the paths cost is measured by benchmarks/cli_cost.py.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from resources.catalog import dump_catalog
 from resources.index import IndexAccess
+from tests import cli_modules
 
 #: Top-level packages none of the three paths may import; `dagster` also stands for dagster_aws, dagster_shared...
 HEAVY = ("dagster", "pyarrow", "obstore", "boto3", "botocore", "google", "azure", "pandas")
-
-#: Runs the CLI in process, as the `bucket-sync` entry point does, then prints the heavy packages it loaded.
-SCRIPT = """
-import json, sys
-from pipelines.cli import main
-
-sys.argv = ["bucket-sync", *sys.argv[1:]]
-try:
-    main()
-    code = 0
-except SystemExit as exc:
-    code = exc.code or 0
-heavy = {heavy!r}
-top = {{m.split(".")[0] for m in sys.modules}}
-loaded = sorted(m for m in top if m.startswith("dagster") or m in heavy)
-print("\\n" + json.dumps({{"code": code, "loaded": loaded}}))
-"""
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -72,18 +51,8 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def run_cli(env: dict[str, str], *args: str) -> tuple[int, list[str], str]:
     """Exit code, heavy modules loaded, and output of one CLI call in a fresh interpreter."""
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(heavy=HEAVY), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.stdout.strip(), done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    return report["code"], report["loaded"], done.stdout + done.stderr
+    code, modules, output = cli_modules.run_cli(env, *args)
+    return code, sorted(m for m in modules if m.startswith("dagster") or m in HEAVY), output
 
 
 @pytest.mark.parametrize(
