@@ -17,6 +17,7 @@ keys named here, and the only record of what a listing saw is `ListingState`, wr
                                                        (empty when the run accepted no image: publish none)
                            video-manifests.<run>.jsonl the run's video manifests, staged the same way (one line each)
                            bucket_manifests.json       BucketManifests: what was last written into the bucket
+                           events/<batch>.json         EventBatch: the keys a delta sync run was asked to sync
     manifests/<connection>/manifest.jsonl      the published CVAT manifest (absent while no image is accepted)
     manifests/<connection>/videos/<key>.jsonl  the published CVAT video manifest of each accepted video, named after
                                                its key relative to the prefix (`videos/<clip.mp4>.jsonl`)
@@ -24,7 +25,9 @@ keys named here, and the only record of what a listing saw is `ListingState`, wr
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
+from typing import Literal
 
 from dagster import Failure
 from pydantic import BaseModel, Field
@@ -51,6 +54,10 @@ class SnapshotKeys:
         self.manifest = self.manifest_prefix + "manifest.jsonl"
         self.video_manifest_prefix = self.manifest_prefix + "videos/"
         self.bucket_manifests = self.prefix + "bucket_manifests.json"
+        self.event_prefix = self.prefix + "events/"
+
+    def event_batch(self, batch_id: str) -> str:
+        return f"{self.event_prefix}{batch_id}.json"
 
     def staged_manifest(self, run_id: str) -> str:
         return f"{self.prefix}manifest.{run_id}.jsonl"
@@ -132,3 +139,48 @@ class BaselineState(BaseModel):
 
     def save(self, store: StateStore, connection: str) -> None:
         store.write_bytes(SnapshotKeys(connection).baseline_state, self.model_dump_json().encode())
+
+
+class BatchedEvent(BaseModel):
+    """One bucket event of a batch: the key as the bucket names it (prefix included) and what the event said."""
+
+    key: str
+    kind: Literal["created", "deleted"]
+    time: str | None = None
+
+
+class EventBatch(BaseModel):
+    """The bucket events one delta sync run covers, written by the `bucket_events` sensor before it requests the run.
+
+    The run may start on another machine than the sensor's, so the keys travel through the state store, and the
+    run's config carries only `batch_id`. The id is derived from the queue's message ids, so a batch received twice
+    (the sensor died before acknowledging it) gets the same id, the same run key, and starts no second run.
+    """
+
+    connection: str
+    batch_id: str
+    received_at: datetime
+    events: list[BatchedEvent]
+
+    @staticmethod
+    def id_for(message_ids: list[str]) -> str:
+        return hashlib.sha256("\n".join(sorted(message_ids)).encode()).hexdigest()[:16]
+
+    @property
+    def keys(self) -> list[str]:
+        """Each key named by the batch, once, in key order."""
+        return sorted({e.key for e in self.events})
+
+    def save(self, store: StateStore) -> None:
+        store.write_bytes(SnapshotKeys(self.connection).event_batch(self.batch_id), self.model_dump_json().encode())
+
+    @classmethod
+    def require(cls, store: StateStore, connection: str, batch_id: str) -> EventBatch:
+        raw = store.read_bytes(SnapshotKeys(connection).event_batch(batch_id))
+        if raw is None:
+            raise Failure(
+                f"connection '{connection}': event batch '{batch_id}' is not in the state store at {store.location}; "
+                "the sensor writes it before requesting the run, so this run was started by hand with a made-up "
+                "batch id or against another state store: run a full sync instead (`bucket-sync sync NAME`)"
+            )
+        return cls.model_validate_json(raw)
