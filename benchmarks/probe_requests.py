@@ -37,13 +37,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import boto3  # noqa: E402
 import obstore  # noqa: E402
 import yaml  # noqa: E402
 from dagster import DagsterInstance, instance_for_test  # noqa: E402
-from google.auth.credentials import AnonymousCredentials  # noqa: E402
-from google.cloud import storage  # noqa: E402
 
+from benchmarks.emulators import BUCKET, fill_parallel, gcs_entry, s3_entry, start_gcs_bucket, start_s3_bucket  # noqa: E402
 from benchmarks.probe_throughput import step_seconds  # noqa: E402
 from demo import synth  # noqa: E402
 from media.ranges import FIRST_READ  # noqa: E402
@@ -52,7 +50,7 @@ from resources.catalog import load_catalog  # noqa: E402
 from resources.index_resource import MediaIndex  # noqa: E402
 from resources.providers import open_bucket, probe_concurrency  # noqa: E402
 from tests.proxy import FaultProxy, route_through  # noqa: E402
-from tests.servers import Server, start_fake_gcs, start_moto  # noqa: E402
+from tests.servers import Server  # noqa: E402
 
 KIB = 1024
 TARGETS = {"requests_off": 1.05, "requests_on": 2.05, "rate_off": 0.85, "time_on": 1.2}
@@ -71,68 +69,31 @@ def keys_for(n: int) -> list[str]:
     return [f"shoot-{i // 100:03d}/IMG_{i:05d}.jpg" for i in range(n)]
 
 
+def objects(keys: list[str], images: list[bytes]) -> list[tuple[str, bytes]]:
+    """Each key with one of the images, cycled."""
+    return [(key, images[i % len(images)]) for i, key in enumerate(keys)]
+
+
 @dataclass
 class Provider:
     """One emulator with the bucket filled, and how to write a catalog entry for it."""
 
     label: str
     server: Server
-    entry: Callable[[str, str, str], dict[str, Any]]  # (name, profile, endpoint) -> catalog entry
+    entry: Callable[[str, str, str], dict[str, Any]]  # (name, endpoint, profile) -> catalog entry
     proxy_kind: str
 
 
-def fill_parallel(put: Callable[[str, bytes], None], keys: list[str], images: list[bytes]) -> None:
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: put(keys[i], images[i % len(images)]), range(len(keys))))
-
-
 def start_gcs(logs: Path, keys: list[str], images: list[bytes]) -> Provider:
-    server = start_fake_gcs(logs)
-    client = storage.Client(
-        project="bench", credentials=AnonymousCredentials(), client_options={"api_endpoint": server.endpoint}
-    )
-    bucket = client.create_bucket("bench")
-    fill_parallel(lambda key, data: bucket.blob(key).upload_from_string(data), keys, images)
-
-    def entry(name: str, profile: str, endpoint: str) -> dict[str, Any]:
-        # Anonymous: fake-gcs-server checks no credentials, and obstore then sends unsigned requests
-        # (skip_signature), as the GCS integration tests do.
-        return {
-            "name": name,
-            "provider": "gcs",
-            "bucket": "bench",
-            "profile": profile,
-            "options": {"endpoint": endpoint, "project": "bench"},
-            "auth": {"mode": "anonymous"},
-        }
-
-    return Provider("fake-gcs-server", server, entry, "gcs")
+    server, bucket = start_gcs_bucket(logs)
+    fill_parallel(lambda key, data: bucket.blob(key).upload_from_string(data), objects(keys, images))
+    return Provider("fake-gcs-server", server, gcs_entry, "gcs")
 
 
 def start_s3(logs: Path, keys: list[str], images: list[bytes]) -> Provider:
-    server = start_moto(logs)
-    os.environ["BENCH_S3_KEY"], os.environ["BENCH_S3_SECRET"] = "bench", "bench-secret"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=server.endpoint,
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench-secret",
-        region_name="us-east-1",
-    )
-    s3.create_bucket(Bucket="bench")
-    fill_parallel(lambda key, data: s3.put_object(Bucket="bench", Key=key, Body=data), keys, images)
-
-    def entry(name: str, profile: str, endpoint: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "provider": "s3",
-            "bucket": "bench",
-            "profile": profile,
-            "options": {"endpoint": endpoint, "region": "us-east-1", "path_style": True},
-            "auth": {"mode": "keys", "access_key_id_env": "BENCH_S3_KEY", "secret_access_key_env": "BENCH_S3_SECRET"},
-        }
-
-    return Provider("moto", server, entry, "s3")
+    server, s3 = start_s3_bucket(logs)
+    fill_parallel(lambda key, data: s3.put_object(Bucket=BUCKET, Key=key, Body=data), objects(keys, images))
+    return Provider("moto", server, s3_entry, "s3")
 
 
 def use_catalog(work: Path, entries: list[dict[str, Any]]) -> None:
@@ -215,7 +176,7 @@ def measure(
 ) -> dict[str, Any]:
     n, label, endpoint = len(keys), provider.label, provider.server.endpoint
     tag = provider.proxy_kind
-    raw_entry = provider.entry(f"{tag}-raw", "cvat", endpoint)
+    raw_entry = provider.entry(f"{tag}-raw", endpoint, "cvat")
     raw16, concurrency = raw_rate(raw_entry, work, keys, [(0, 16 * KIB)])
     # What a 16 KiB first read costs these photos: their headers run to 20-56 KB, so a second, sequential GET.
     raw16_grow, _ = raw_rate(raw_entry, work, keys, [(0, 16 * KIB), (16 * KIB, FIRST_READ)])
@@ -229,11 +190,11 @@ def measure(
     time_on: list[float] = []
     loops: list[float] = []
     for r in range(rounds):
-        step_off, loop_off = probe_step_parts(provider.entry(f"{tag}-off-{r}", "cvat", endpoint), work, instance)
+        step_off, loop_off = probe_step_parts(provider.entry(f"{tag}-off-{r}", endpoint, "cvat"), work, instance)
         loops.append(loop_off)
         raws.append(raw_rate(raw_entry, work, keys, [(0, FIRST_READ)])[0])
         rate_off.append((n / step_off) / statistics.mean(raws[-2:]))
-        step_on = probe_step(provider.entry(f"{tag}-on-{r}", "strict", endpoint), work, instance)
+        step_on = probe_step(provider.entry(f"{tag}-on-{r}", endpoint, "strict"), work, instance)
         raws.append(raw_rate(raw_entry, work, keys, [(0, FIRST_READ)])[0])
         time_on.append((step_on / n) * statistics.mean(raws[-2:]))
         steps.append((step_off, step_on))
@@ -243,7 +204,7 @@ def measure(
         for check, profile in (("off", "cvat"), ("on", "strict")):
             name = f"{tag}-wire-{check}"
             proxy.clear()
-            probe_step(route_through(provider.entry(name, profile, endpoint), proxy), work, instance)
+            probe_step(route_through(provider.entry(name, endpoint, profile), proxy), work, instance)
             reads = proxy.object_reads()
             wire[check] = (len(reads) / n, sum(r.bytes_out for r in reads))
     facts = {check: facts_figures(work, f"{tag}-wire-{check}") for check in ("off", "on")}

@@ -18,14 +18,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import boto3  # noqa: E402
 import yaml  # noqa: E402
 from dagster import DagsterEventType, DagsterInstance, instance_for_test  # noqa: E402
 
+from benchmarks.emulators import BUCKET, s3_entry, start_s3_bucket  # noqa: E402
 from demo import synth  # noqa: E402
 from pipelines.runner import run_sync  # noqa: E402
 from resources.index_resource import MediaIndex  # noqa: E402
-from tests.servers import start_moto  # noqa: E402
 
 
 def camera_jpegs(variants: int) -> list[bytes]:
@@ -99,30 +98,11 @@ def main() -> None:
 
         logs = work / "logs"
         logs.mkdir()
-        server = start_moto(logs)
+        server, s3 = start_s3_bucket(logs)
         try:
-            os.environ["BENCH_S3_KEY"], os.environ["BENCH_S3_SECRET"] = "bench", "bench-secret"
-            s3 = boto3.client(
-                "s3",
-                endpoint_url=server.endpoint,
-                aws_access_key_id="bench",
-                aws_secret_access_key="bench-secret",
-                region_name="us-east-1",
-            )
-            s3.create_bucket(Bucket="bench")
             for path in sorted(root.rglob("*.jpg")):
-                s3.put_object(Bucket="bench", Key=str(path.relative_to(root)), Body=path.read_bytes())
-            entry = {
-                "name": "bench-s3",
-                "provider": "s3",
-                "bucket": "bench",
-                "options": {"endpoint": server.endpoint, "path_style": True},
-                "auth": {
-                    "mode": "keys",
-                    "access_key_id_env": "BENCH_S3_KEY",
-                    "secret_access_key_env": "BENCH_S3_SECRET",
-                },
-            }
+                s3.put_object(Bucket=BUCKET, Key=str(path.relative_to(root)), Body=path.read_bytes())
+            entry = s3_entry("bench-s3", server.endpoint)
             measure("s3", entry, args.n, work)
         finally:
             server.stop()
