@@ -6,19 +6,24 @@ objects are read, counted at the emulator's side of the wire for S3.
 from __future__ import annotations
 
 import json
+import uuid
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance
 
+from assets.snapshots import BaselineState
 from demo import synth
 from pipelines.runner import SyncOutcome, run_sync
 from pipelines.summary import sync_summary
+from resources.index_resource import MediaIndex
 from tests.conftest import Workspace
-from tests.integration.buckets import BucketUnderTest, unique_name
+from tests.integration.buckets import BucketUnderTest, LocalTestBucket, unique_name
 from tests.proxy import FaultProxy, route_through
+from tests.servers import Server, create_database
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +90,11 @@ def test_a_sync_over_max_objects_indexes_up_to_it_and_reports_the_rest(
     assert (metadata["admitted"].value, metadata["max_objects"].value) == (K, K)
     assert [r.data["key"] for r in metadata["first_skipped"].value.records] == keys[K:]
 
+    # The change sensor compares the bucket with everything listed, not with what was admitted: a bucket over its
+    # quota must not look changed at every tick.
+    baseline = BaselineState.load(workspace.state_store, name)
+    assert baseline is not None and baseline.fingerprint[0] == N
+
     # The manifest holds the admitted images only; the summary names the skipped ones.
     lines = workspace.manifest(name).splitlines()[2:]
     assert [json.loads(line)["name"] for line in lines] == [k.removeprefix(PREFIX)[:-4] for k in keys[:K]]
@@ -135,3 +145,40 @@ def test_raising_then_lowering_the_quota_admits_and_never_evicts(
     evaluation = check(lowered, "quota")
     assert not evaluation.passed and evaluation.description.startswith("1 objects (")
     assert f"over max_objects=2 for connection '{name}'" in evaluation.description
+
+
+def test_the_skipped_table_on_a_ducklake_index(
+    postgres_server: Server,
+    workspace: Workspace,
+    dagster_instance: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The same record through DuckLake (no primary keys; every write a MERGE, UPDATE or DELETE in one snapshot)."""
+    monkeypatch.setenv("PGPASSWORD", postgres_server.extra["password"])
+    monkeypatch.setenv(
+        "BUCKET_SYNC_INDEX", "ducklake:postgres:" + create_database(postgres_server, f"quota_{uuid.uuid4().hex[:10]}")
+    )
+    monkeypatch.setenv("BUCKET_SYNC_INDEX_DATA", str(tmp_path / "lake-data"))
+    bucket = LocalTestBucket(tmp_path / "bucket")
+    keys = [f"{i:02d}.png" for i in range(5)]
+    for i, key in enumerate(keys):
+        bucket.put(key, synth.png(30 + i, 20))
+    name = unique_name("lake")
+    workspace.write_catalog(bucket.entry(name, max_objects=3))
+
+    def query(sql: str) -> list[tuple[Any, ...]]:
+        with MediaIndex().connect(read_only=True) as con:
+            return con.execute(sql, {"c": name}).fetchall()
+
+    assert run_sync(name, dagster_instance, log_level="WARNING").ok
+    assert query("SELECT key, reason FROM skipped WHERE connection = $c ORDER BY key") == [
+        (k, "quota") for k in keys[3:]
+    ]
+    assert query("SELECT count(*) FROM objects WHERE connection = $c") == [(3,)]
+    assert run_sync(name, dagster_instance, log_level="WARNING").ok  # unchanged: the record stays as it is
+    assert [k for (k,) in query("SELECT key FROM skipped WHERE connection = $c ORDER BY key")] == keys[3:]
+    workspace.write_catalog(bucket.entry(name))  # the quota removed: everything is indexed, nothing skipped
+    assert run_sync(name, dagster_instance, log_level="WARNING").ok
+    assert query("SELECT count(*) FROM skipped WHERE connection = $c") == [(0,)]
+    assert query("SELECT count(*) FROM objects WHERE connection = $c AND NOT deleted") == [(5,)]
