@@ -32,6 +32,12 @@ def quota_description(state: QuotaState, connection: str, catalog_path: str) -> 
     limits = [name for name in ("max_objects", "max_bytes") if getattr(state, name) is not None]
     if not limits:
         return f"no quota set for connection '{connection}' (max_objects / max_bytes in {catalog_path})"
+    if not state.skipped and state.exceeded:
+        return (
+            f"connection '{connection}' holds {state.admitted} objects ({state.admitted_bytes:,} bytes), over "
+            f"{' and '.join(state.exceeded)}: all were indexed before the quota was lowered and are kept; new objects "
+            f"are skipped until some are deleted or the quota in {catalog_path} is raised"
+        )
     if not state.skipped:
         used = []
         if state.max_objects is not None:

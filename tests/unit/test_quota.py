@@ -208,6 +208,11 @@ def test_the_check_says_how_far_over_and_where_to_raise_it() -> None:
         "connection 'photos' is within its quota: 200 bytes of max_bytes=1000"
     )
     assert "no quota set" in quota_description(QuotaState(), "photos", "c.yaml")
+    lowered = QuotaState(max_objects=2, admitted=4, admitted_bytes=40)
+    assert quota_description(lowered, "photos", "c.yaml") == (
+        "connection 'photos' holds 4 objects (40 bytes), over max_objects=2: all were indexed before the quota was "
+        "lowered and are kept; new objects are skipped until some are deleted or the quota in c.yaml is raised"
+    )
 
 
 def _catalog(tmp_path: Path, fields: str) -> Path:
