@@ -5,6 +5,8 @@ before this point leaves the next sync diffing against the last state the index 
 last state that was whole.
 """
 
+from dataclasses import replace
+
 import duckdb
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
@@ -62,11 +64,18 @@ def media_index(
             moves=scratch / "moves.parquet",
             violations=scratch / "violations.parquet",
         )
-        for key, path in zip(
-            (keys.changes, keys.probes, keys.moves, keys.violations), snapshot.__dict__.values(), strict=True
+        for key, path in (
+            (keys.changes, snapshot.changes),
+            (keys.probes, snapshot.probes),
+            (keys.moves, snapshot.moves),
+            (keys.violations, snapshot.violations),
         ):
             if not state_store.fetch(key, path):
                 raise Failure(f"connection '{name}': {key} is missing from the state store; run the whole sync again")
+        # A listing made before quotas existed wrote no skipped snapshot: it skipped nothing.
+        skipped = scratch / "skipped.parquet"
+        if state_store.fetch(keys.skipped, skipped):
+            snapshot = replace(snapshot, skipped=skipped)
         counts, new_violations = _apply(context, conn, catalog, index, state, snapshot)
     publish(state_store, name, context.run.run_id)
     context.log.info(f"'{name}': index updated at {index.location}; manifest published to {state_store.location}")

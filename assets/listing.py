@@ -24,6 +24,7 @@ from pydantic import Field
 from assets.overlap import active_syncs
 from assets.partitions import connections_partitions
 from assets.publish import recover
+from assets.quota import admit
 from assets.snapshots import ListingState, SnapshotKeys
 from resources.bucket import LISTING_SCHEMA, Bucket
 from resources.catalog import Connection
@@ -333,9 +334,12 @@ def object_listing(
                 f"state: {', '.join(gaps[:10])}"
             )
         counts = diff_listing(listing, baseline, changes)
-        listed_fingerprint = listing_fingerprint(listing)
+        listed_fingerprint = listing_fingerprint(listing)  # of everything listed, before the quota
+        quota = admit(listing, changes, scratch / "skipped.parquet", conn.max_objects, conn.max_bytes)
+        counts["new"] -= quota.skipped  # only fresh keys are ever skipped: `listed` still counts them
         state_store.put(keys.listing, listing)
         state_store.put(keys.changes, changes)
+        state_store.put(keys.skipped, scratch / "skipped.parquet")
     state = ListingState(
         run_id=context.run.run_id,
         started_at=started_at,
@@ -347,6 +351,7 @@ def object_listing(
         gaps=gaps,
         kept_unread=kept,
         fingerprint=listed_fingerprint,
+        quota=quota,
         **counts,
     )
     state.save(state_store, name)
@@ -354,6 +359,11 @@ def object_listing(
         f"'{name}': {counts['listed']} objects ({counts['new']} new, {counts['changed']} changed, "
         f"{counts['unchanged']} unchanged, {counts['deleted']} deleted, {counts['moved']} moved)"
     )
+    if quota.skipped:
+        context.log.warning(
+            f"'{name}': {quota.skipped} object(s) ({quota.skipped_bytes:,} bytes) over the quota "
+            f"({', '.join(quota.exceeded)}) are skipped: recorded in the index's `skipped` table, not probed"
+        )
     summary = (
         f"**{counts['listed']}** objects, {state.bytes:,} bytes under `{conn.prefix or '/'}`: "
         f"{counts['new']} new, {counts['changed']} changed, {counts['unchanged']} unchanged, "
@@ -366,6 +376,7 @@ def object_listing(
             "bytes": MetadataValue.int(state.bytes),
             "folder_markers": MetadataValue.int(state.folder_markers),
             "filtered_out": MetadataValue.int(state.filtered_out),
+            "over_quota": MetadataValue.int(quota.skipped),
             "unread_folders": MetadataValue.json(gaps),
             "extensions": MetadataValue.json(seen["extensions"]),
             "preview": MetadataValue.md(_preview_table(seen["samples"])),

@@ -6,6 +6,7 @@ keys named here, and the only record of what a listing saw is `ListingState`, wr
 
     snapshots/<connection>/listing.parquet     the media-eligible listing of the latest sync
                            changes.parquet     that listing diffed against the baseline (new/changed/.../deleted)
+                           skipped.parquet     listed objects over the connection's quota (assets/quota.py)
                            probes.parquet      facts and verdicts of every current object
                            violations.parquet  the rule findings of those objects
                            moves.parquet       moves recognised by content after probing
@@ -32,6 +33,7 @@ from typing import Literal
 from dagster import Failure
 from pydantic import BaseModel, Field
 
+from assets.quota import QuotaState
 from resources.state import StateStore
 
 
@@ -43,6 +45,7 @@ class SnapshotKeys:
         self.prefix = f"snapshots/{connection}/"
         self.listing = self.prefix + "listing.parquet"
         self.changes = self.prefix + "changes.parquet"
+        self.skipped = self.prefix + "skipped.parquet"
         self.probes = self.prefix + "probes.parquet"
         self.violations = self.prefix + "violations.parquet"
         self.moves = self.prefix + "moves.parquet"
@@ -105,6 +108,7 @@ class ListingState(BaseModel):
     gaps: list[str] = Field(default_factory=list, description="folders the provider could not read")
     kept_unread: int = Field(0, description="objects under those folders kept at their last known state")
     fingerprint: tuple[int, int] = Field((0, 0), description="(count, digest) of the listing, see assets/listing")
+    quota: QuotaState = Field(default_factory=QuotaState, description="what the quota admitted and skipped")
 
     def save(self, store: StateStore, connection: str) -> None:
         store.write_bytes(SnapshotKeys(connection).state, self.model_dump_json(indent=2).encode())

@@ -14,6 +14,7 @@ from checks.cors_audit import cors_audit
 from checks.listing_collapse import listing_collapse
 from checks.listing_gaps import listing_gaps
 from checks.media_rules import media_rules
+from checks.quota import quota
 from pipelines.connection_test import test_connection_job
 from pipelines.executor import chosen_executor
 from pipelines.jobs import sync_job
@@ -29,7 +30,7 @@ def build_definitions() -> Definitions:
     """Everything the code location serves, with the executor that the environment chooses at load time."""
     return Definitions(
         assets=[object_listing, media_probes, cvat_manifest, media_index],
-        asset_checks=[listing_collapse, listing_gaps, media_rules, cors_audit],
+        asset_checks=[listing_collapse, listing_gaps, media_rules, cors_audit, quota],
         jobs=[sync_job, test_connection_job],
         sensors=[connection_registry, bucket_changes, sync_failure_notifications, sync_success_notifications],
         schedules=build_connection_schedules(),

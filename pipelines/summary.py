@@ -26,6 +26,9 @@ class SyncSummary:
     manifest: str
     manifest_images: int
     index: str
+    #: Listed objects left out by the connection's quota (max_objects / max_bytes), and their bytes.
+    over_quota: int = 0
+    over_quota_bytes: int = 0
 
     def render(self) -> str:
         s = self.last_sync
@@ -33,20 +36,29 @@ class SyncSummary:
         share = f"{100.0 * read / stored:.2f}%" if stored else "n/a"
         rules = ", ".join(f"{rule} {n}" for rule, n in sorted(self.violations_by_rule.items())) or "none"
         seconds = (s["finished_at"] - s["started_at"]).total_seconds()
+        over_quota = (
+            f"  over quota     : {self.over_quota} skipped ({self.over_quota_bytes:,} bytes), not probed; raise "
+            "max_objects / max_bytes to index them (the `quota` check has the details)"
+            if self.over_quota
+            else None
+        )
         return "\n".join(
-            [
+            line
+            for line in [
                 f"Synced '{self.connection}' in {seconds:.1f}s",
                 f"  objects listed : {s['listed']}  ({s['new']} new, {s['changed']} changed, {s['unchanged']} "
                 f"unchanged, {s['deleted']} deleted, {s['moved']} moved; {self.folder_markers} folder markers "
                 "skipped)",
                 f"  probed         : {s['probed']} read, {s['carried']} facts reused",
                 f"  accepted       : {s['accepted']} of {s['listed']}",
+                over_quota,
                 f"  violations     : {rules}",
                 f"  bytes read     : {read:,} of {stored:,} stored ({share}) in {s['requests']} requests",
                 f"  manifest       : {self.manifest}  ({self.manifest_images} images)",
                 f"  index          : {self.index}",
                 '  try            : bucket-sync query "' + EXAMPLE_QUERY.format(name=self.connection) + '"',
             ]
+            if line is not None
         )
 
 
@@ -72,6 +84,10 @@ def sync_summary(connection: str, index: IndexAccess, store: StateStore, folder_
                 "SELECT rule, count(*) FROM violations WHERE connection = $c GROUP BY rule", {"c": connection}
             ).fetchall()
         )
+        over_quota, over_quota_bytes = con.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM skipped WHERE connection = $c AND reason = 'quota'",
+            {"c": connection},
+        ).fetchall()[0]
     manifest = f"{store.location}/{SnapshotKeys(connection).manifest}"
     return SyncSummary(
         connection=connection,
@@ -81,6 +97,8 @@ def sync_summary(connection: str, index: IndexAccess, store: StateStore, folder_
         manifest=manifest,
         manifest_images=images,
         index=index.location,
+        over_quota=int(over_quota),
+        over_quota_bytes=int(over_quota_bytes),
     )
 
 

@@ -13,7 +13,16 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from media.cors import normalise_origin, origin_problem
 from resources.catalog_yaml import CatalogError, default_catalog_path, read_document, strip_lines
@@ -34,6 +43,9 @@ _INLINE_SECRET = re.compile(
 # Identifiers that are long but public (Azure tenant and client ids): never mistaken for a secret.
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
+
+#: Parses max_bytes ("500MB", "2GiB" or a plain number of bytes) with pydantic's own units.
+_BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
 
 NOTIFY_EVENTS = ("failure", "blocked", "new_violations")
 
@@ -90,6 +102,19 @@ class Connection(BaseModel):
             "cors_audit check and `bucket-sync test` say whether the bucket's CORS rules let it, and how to fix them"
         ),
     )
+    max_objects: int | None = Field(
+        None,
+        description=(
+            "index at most this many objects; the rest are listed, recorded as skipped for quota in the index and "
+            "reported by the `quota` check, never probed. Objects already indexed always keep their place"
+        ),
+    )
+    max_bytes: ByteSize | None = Field(
+        None,
+        description=(
+            "index objects while their total size stays within this (bytes, or '500MB', '2GiB'); as max_objects"
+        ),
+    )
     schedule: str | None = None
     notify: Notify | None = Field(None, description="webhook for this connection; default the catalog's `notify`")
     description: str = ""
@@ -127,6 +152,30 @@ class Connection(BaseModel):
         if problem:
             raise ValueError(problem)
         return normalise_origin(v)
+
+    @field_validator("max_objects", "max_bytes", mode="before")
+    @classmethod
+    def _quota(cls, v: Any, info: ValidationInfo) -> Any:
+        """A quota is a positive whole number (max_bytes may carry a unit); anything else would silently mean
+        "index nothing" or "no limit", so it is refused with what to write instead."""
+        unit = " of bytes, or a size such as '500MB' or '2GiB'" if info.field_name == "max_bytes" else " of objects"
+        fix = f"write a positive whole number{unit}, or remove the field for no limit"
+        if v is None:
+            return v
+        if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+            raise ValueError(f"{v!r} is not a count; {fix}")
+        if isinstance(v, int | float) and v <= 0:
+            raise ValueError(f"{v!r} is not positive: a quota of 0 would index nothing; {fix}")
+        if isinstance(v, str) and info.field_name == "max_objects":
+            raise ValueError(f"{v!r} is not a whole number; {fix}")
+        if isinstance(v, str):
+            try:
+                size = _BYTE_SIZE.validate_python(v)
+            except ValidationError:
+                raise ValueError(f"{v!r} is not a size; {fix}") from None
+            if size <= 0:
+                raise ValueError(f"{v!r} is not positive: a quota of 0 would index nothing; {fix}")
+        return int(v) if isinstance(v, float) else v
 
     @field_validator("schedule")
     @classmethod

@@ -94,6 +94,15 @@ CREATE TABLE IF NOT EXISTS violations (
     remediation VARCHAR NOT NULL,
     detected_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS skipped (
+    connection       VARCHAR NOT NULL,
+    key              VARCHAR NOT NULL,
+    size             BIGINT NOT NULL,
+    etag             VARCHAR,
+    last_modified    TIMESTAMPTZ,
+    reason           VARCHAR NOT NULL,   -- 'quota': over the connection's max_objects / max_bytes
+    first_skipped_at TIMESTAMPTZ NOT NULL{key_connection_key}
+);
 CREATE TABLE IF NOT EXISTS syncs (
     connection   VARCHAR NOT NULL,
     run_id       VARCHAR NOT NULL,
@@ -190,6 +199,8 @@ class SyncSnapshot:
     probes: Path
     moves: Path
     violations: Path
+    #: Listed objects over the connection's quota (assets/quota.py); None: the listing recorded none.
+    skipped: Path | None = None
 
 
 _MEDIA_SELECT = ", ".join("p." + c.strip() for c in MEDIA_COLUMNS.split(","))
@@ -278,6 +289,26 @@ _APPLY_SYNC = (
     "UPDATE connections SET last_synced = now(), first_synced = coalesce(first_synced, now()) WHERE name = $name",
 )
 
+#: The connection's `skipped` rows become the sync's: keys no longer skipped (admitted, deleted, quota raised or
+#: removed) leave, a key skipped again keeps its first_skipped_at, and only rows that changed are written.
+_APPLY_SKIPPED = (
+    """
+    DELETE FROM skipped WHERE connection = $name AND reason = 'quota'
+        AND key NOT IN (SELECT key FROM read_parquet($skipped))
+    """,
+    """
+    UPDATE skipped SET size = s.size, etag = s.etag, last_modified = s.last_modified FROM read_parquet($skipped) s
+    WHERE skipped.connection = $name AND skipped.key = s.key AND skipped.reason = 'quota'
+      AND (skipped.size <> s.size OR skipped.etag IS DISTINCT FROM s.etag
+           OR skipped.last_modified IS DISTINCT FROM s.last_modified)
+    """,
+    """
+    INSERT INTO skipped
+    SELECT $name, s.key, s.size, s.etag, s.last_modified, 'quota', now() FROM read_parquet($skipped) s
+    WHERE NOT EXISTS (SELECT 1 FROM skipped k WHERE k.connection = $name AND k.key = s.key AND k.reason = 'quota')
+    """,
+)
+_CLEAR_SKIPPED = "DELETE FROM skipped WHERE connection = $name AND reason = 'quota'"
 
 #: This sync's violations whose (key, rule) the connection's rows in the index (the previous sync's) do not hold.
 _NEW_VIOLATIONS = """
@@ -795,6 +826,11 @@ class IndexAccess(BaseModel):
                 )
             for statement in _APPLY_SYNC:
                 con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+            if snapshot.skipped is None:
+                con.execute(_CLEAR_SKIPPED, {"name": counts.connection})
+            else:
+                for statement in _APPLY_SKIPPED:
+                    con.execute(statement, {"name": counts.connection, "skipped": str(snapshot.skipped)})
             con.execute(
                 """
                 INSERT INTO syncs VALUES ($connection, $run_id, $started_at, now(), $full_resync, $listed, $new,

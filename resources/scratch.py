@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -58,9 +59,12 @@ def scratch_duckdb(spill_dir: Path, memory_limit: str = SCRATCH_MEMORY) -> duckd
 ROW_GROUP_ROWS = 16_384
 
 
-def write_parquet(con: duckdb.DuckDBPyConnection, sql: str, target: Path) -> None:
-    """Write the result of `sql` to `target` as Parquet, in row groups small enough to keep the writer's buffer flat."""
-    con.execute(f"COPY ({sql}) TO '{_sql_string(str(target))}' (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+def write_parquet(con: duckdb.DuckDBPyConnection, sql: str, target: Path, params: dict[str, Any] | None = None) -> None:
+    """Write the result of `sql` to `target` as Parquet, in row groups small enough to keep the writer's buffer flat.
+
+    Values (keys, names) travel in `params`, never as SQL text."""
+    copy = f"COPY ({sql}) TO '{_sql_string(str(target))}' (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+    con.execute(copy, params or {})
 
 
 def _sql_string(text: str) -> str:
