@@ -63,7 +63,7 @@ class Notify(BaseModel):
 #: The most messages the event sensor takes from one queue per tick: one evaluation must stay well inside Dagster's
 #: sensor timeout (60 s), and the tick's acknowledgement tokens travel in the sensor's cursor.
 MAX_EVENT_MESSAGES = 10_000
-_PUBSUB_SUBSCRIPTION = re.compile(r"^projects/[a-z][a-z0-9.:-]{3,62}[a-z0-9]/subscriptions/[A-Za-z][\w.~+%-]{2,254}$")
+_PUBSUB_SUBSCRIPTION = re.compile(r"^projects/[a-z0-9][a-z0-9.:-]{0,62}/subscriptions/[A-Za-z][\w.~+%-]{2,254}$")
 _SQS_QUEUE_URL = re.compile(r"^https?://[^/\s]+/\d{12}/[A-Za-z0-9_-]{1,75}(\.fifo)?$")
 _AZURE_QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 #: What `events.queue` holds, per provider, in the words an error shows.
