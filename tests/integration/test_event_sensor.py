@@ -212,6 +212,7 @@ def test_a_queue_that_cannot_be_reached_is_a_note_and_other_connections_proceed(
     moto_server: Server,
     sqs: Any,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     bucket = S3TestBucket(moto_server.endpoint, monkeypatch)
     queue_url = sqs.create_queue(QueueName=unique_name("events"))["QueueUrl"]
@@ -228,16 +229,19 @@ def test_a_queue_that_cannot_be_reached_is_a_note_and_other_connections_proceed(
             }
         ),
     )
-    good, bad = unique_name("good"), unique_name("bad")
+    good, bad, unknown = unique_name("good"), unique_name("bad"), unique_name("new")
     dead = "http://127.0.0.1:9/123456789012/nowhere"  # the discard port: nothing listens
     workspace.write_catalog(
         bucket.entry(bad, events={"queue": dead}),
+        bucket.entry(unknown, events={"queue": queue_url}),  # not a partition yet: its queue is left alone
         bucket.entry(good, events={"queue": queue_url}),
     )
     dagster_instance.add_dynamic_partitions("connections", [good, bad])
-    monkeypatch.setattr("resources.event_queues.FIRST_WAIT_S", 0)
     result, cursor = tick(dagster_instance, None)
     assert isinstance(result, SensorResult)
     assert [r.partition_key for r in result.run_requests] == [good]
-    assert bad not in load_cursor(cursor)
-    assert S3TestBucket.SECRET not in str(result) + str(cursor)
+    assert bad not in load_cursor(cursor) and unknown not in load_cursor(cursor)
+    logged = capsys.readouterr().err  # the sensor's log, as the daemon would write it
+    assert f"{bad}: event queue failed, will retry next tick" in logged
+    assert f"{unknown}: not a partition yet" in logged
+    assert S3TestBucket.SECRET not in str(result) + str(cursor) + logged
