@@ -19,6 +19,7 @@ line naming the connection; the other connections proceed. Events can be lost, s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,9 @@ from resources.event_queues import VISIBILITY_TIMEOUT_S, EventQueueReader, Queue
 from resources.secrets import scrub
 from resources.state import StateStore
 
+#: How long one tick may spend receiving, over all connections: Dagster's sensor timeout is 60 s, and acknowledging,
+#: saving the batches and the daemon's own work come on top. Each connection still gets one receive call.
+RECEIVE_BUDGET_S = 30.0
 #: Tags of every run this sensor requests: what started it, and that it is a delta sync (the index records which).
 EVENT_RUN_TAGS = {"bucket-sync/trigger": "bucket_events", "bucket-sync/sync": "delta"}
 
@@ -127,11 +131,13 @@ def drain(
     run_requested: Callable[[str], bool],
     pending: list[PendingBatch],
     now: datetime,
+    deadline: float | None = None,
 ) -> Drained:
     """One tick for one connection, with no Dagster context: acknowledge, receive, save the batch, make the request.
 
-    `run_requested(run_key)` says whether the instance holds a run with that run key. Raises nothing for a queue
-    that fails: that becomes a note, and what is pending stays pending for the next tick.
+    `run_requested(run_key)` says whether the instance holds a run with that run key; `deadline` (time.monotonic())
+    ends the receiving early, so a slow queue cannot push the tick past the sensor timeout. Raises nothing for a
+    queue that fails: that becomes a note, and what is pending stays pending for the next tick.
     """
     assert conn.events is not None
     out = Drained()
@@ -152,7 +158,7 @@ def drain(
         out.notes.append(f"{conn.name}: event queue failed, will retry next tick: {scrub(str(exc))}")
         return out
     try:
-        messages = queue.receive(conn.events.max_messages)
+        messages = queue.receive(conn.events.max_messages, deadline)
     except QueueError as exc:
         out.notes.append(f"{conn.name}: event queue failed, will retry next tick: {scrub(str(exc))}")
         return out
@@ -239,6 +245,7 @@ def bucket_events(
     cursor = load_cursor(context.cursor)
     partitions = set(context.instance.get_dynamic_partitions(connections_partitions.name))
     now = datetime.now(UTC)
+    deadline = time.monotonic() + RECEIVE_BUDGET_S
     requests: list[RunRequest] = []
     notes: list[str] = []
     next_cursor: dict[str, list[PendingBatch]] = {}
@@ -254,7 +261,9 @@ def bucket_events(
             next_cursor[conn.name] = pending
             notes.append(f"{conn.name}: event queue cannot be opened, will retry next tick: {exc}")
             continue
-        drained = drain(conn, queue, state_store, lambda key: run_requested(context.instance, key), pending, now)
+        drained = drain(
+            conn, queue, state_store, lambda key: run_requested(context.instance, key), pending, now, deadline
+        )
         next_cursor[conn.name] = drained.pending
         notes.extend(drained.notes)
         if drained.request is not None:

@@ -15,6 +15,7 @@ Every text that leaves here is scrubbed: SAS tokens and signatures travel in the
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -63,8 +64,9 @@ class ReceivedMessage:
 class EventQueueReader(Protocol):
     """What the `bucket_events` sensor needs of a queue; the unit tests give it an in-memory one."""
 
-    def receive(self, max_n: int) -> list[ReceivedMessage]:
-        """Up to `max_n` messages, each hidden from other readers for VISIBILITY_TIMEOUT_S."""
+    def receive(self, max_n: int, deadline: float | None = None) -> list[ReceivedMessage]:
+        """Up to `max_n` messages, each hidden from other readers for VISIBILITY_TIMEOUT_S; no further call to the
+        queue once `time.monotonic()` has passed `deadline` (the first call is always made)."""
         ...
 
     def ack(self, tokens: list[str]) -> int:
@@ -81,6 +83,10 @@ def _read(message_id: str, token: str, parse: Callable[[], list[ObjectEvent]]) -
         return ReceivedMessage(message_id, token, tuple(parse()))
     except EventMessageError as exc:
         return ReceivedMessage(message_id, token, error=scrub(str(exc)))
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
@@ -122,9 +128,9 @@ class SQSQueue:
         client = bucket.service_client("sqs", endpoint, region.group(1) if region else None)
         return cls(conn.name, client, url, (ClientError, BotoCoreError))
 
-    def receive(self, max_n: int) -> list[ReceivedMessage]:
+    def receive(self, max_n: int, deadline: float | None = None) -> list[ReceivedMessage]:
         out: list[ReceivedMessage] = []
-        while len(out) < max_n:
+        while len(out) < max_n and not (out and _past(deadline)):
             try:
                 answer = self.client.receive_message(
                     QueueUrl=self.queue_url,
@@ -215,18 +221,24 @@ class StorageQueue:
         )
         return cls(conn.name, client, (AzureError,))
 
-    def receive(self, max_n: int) -> list[ReceivedMessage]:
+    def receive(self, max_n: int, deadline: float | None = None) -> list[ReceivedMessage]:
+        out: list[ReceivedMessage] = []
         try:
             pages = self.client.receive_messages(
                 messages_per_page=min(STORAGE_QUEUE_PER_CALL, max_n),
                 visibility_timeout=VISIBILITY_TIMEOUT_S,
                 max_messages=max_n,
-            )
-            return [storage_queue_message(m) for m in pages]
+            ).by_page()
+            for page in pages:  # whole pages: what a call received is hidden already, so it is all handed over
+                out.extend(storage_queue_message(m) for m in page)
+                if _past(deadline):
+                    break
         except self.errors as exc:
-            raise QueueError(
-                f"connection '{self.connection}': Storage Queue receive failed: {scrub(str(exc))}"
-            ) from None
+            if not out:
+                raise QueueError(
+                    f"connection '{self.connection}': Storage Queue receive failed: {scrub(str(exc))}"
+                ) from None
+        return out
 
     def ack(self, tokens: list[str]) -> int:
         from azure.core.exceptions import ResourceNotFoundError
@@ -293,11 +305,11 @@ class PubSubSubscription:
         client = pubsub_v1.SubscriberClient(credentials=credentials, client_options=options)
         return cls(conn.name, client, conn.events.queue, (GoogleAPIError, GoogleAuthError))
 
-    def receive(self, max_n: int) -> list[ReceivedMessage]:
+    def receive(self, max_n: int, deadline: float | None = None) -> list[ReceivedMessage]:
         from google.api_core.exceptions import DeadlineExceeded
 
         out: list[ReceivedMessage] = []
-        while len(out) < max_n:
+        while len(out) < max_n and not (out and _past(deadline)):
             try:
                 answer = self.client.pull(
                     subscription=self.subscription,

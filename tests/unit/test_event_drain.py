@@ -48,7 +48,7 @@ class MemoryQueue:
         """The visibility timeout passes: every hidden message is offered again."""
         self.hidden.clear()
 
-    def receive(self, max_n: int) -> list[ReceivedMessage]:
+    def receive(self, max_n: int, deadline: float | None = None) -> list[ReceivedMessage]:
         if self.down:
             raise QueueError("connection 'photos': queue unreachable")
         out = []

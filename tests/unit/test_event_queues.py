@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
@@ -129,6 +130,14 @@ def test_pubsub_reader_stops_at_max() -> None:
     client = Subscriber(pull_response(("a1", "1", finalize("k1")), ("a2", "2", finalize("k2"))))
     messages = PubSubSubscription("gcs-conn", client, SUBSCRIPTION, (PermissionDenied,)).receive(2)
     assert len(messages) == 2 and client.pulls == [2]
+
+
+def test_pubsub_reader_makes_no_further_pull_once_the_tick_deadline_has_passed() -> None:
+    client = Subscriber(pull_response(("a1", "1", finalize("k1"))), pull_response(("a2", "2", finalize("k2"))))
+    reader = PubSubSubscription("gcs-conn", client, SUBSCRIPTION, (PermissionDenied,))
+    messages = reader.receive(10, deadline=time.monotonic() - 1)
+    assert [m.message_id for m in messages] == ["1"], "one pull always, then none past the deadline"
+    assert client.pulls == [10]
 
 
 def test_pubsub_denied_is_a_queue_error_naming_the_connection() -> None:
