@@ -157,13 +157,13 @@ def drain(
         out.pending = [*ready, *out.pending]  # acknowledged on a later tick, once the queue answers
         out.notes.append(f"{conn.name}: event queue failed, will retry next tick: {scrub(str(exc))}")
         return out
+    if ready:
+        out.notes.append(f"{conn.name}: acknowledged {out.acked} message(s) of {len(ready)} requested batch(es)")
     try:
         messages = queue.receive(conn.events.max_messages, deadline)
     except QueueError as exc:
         out.notes.append(f"{conn.name}: event queue failed, will retry next tick: {scrub(str(exc))}")
         return out
-    if ready:
-        out.notes.append(f"{conn.name}: acknowledged {out.acked} message(s) of {len(ready)} requested batch(es)")
 
     covered: list[ReceivedMessage] = []
     needless: list[str] = []

@@ -18,11 +18,14 @@ from typing import Any
 
 import boto3
 import pytest
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+from dagster import DagsterInstance, build_sensor_context
+from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster._core.definitions.sensor_definition import SensorExecutionData
 from dagster._core.storage.tags import PARTITION_NAME_TAG, RUN_KEY_TAG
 from dagster._core.test_utils import create_run_for_test
 
 from assets.snapshots import EventBatch
+from pipelines.definitions import defs
 from pipelines.event_sensor import EVENT_RUN_TAGS, bucket_events, delta_run_config, event_run_key, load_cursor
 from resources.catalog_resource import CatalogResource
 from resources.state import StateStore
@@ -35,12 +38,14 @@ pytestmark = pytest.mark.integration
 PREFIX = "photos/"
 
 
-def tick(instance: DagsterInstance, cursor: str | None) -> tuple[SensorResult | SkipReason, str | None]:
-    """One sensor evaluation against the real instance and the workspace's catalog and state store."""
+def tick(instance: DagsterInstance, cursor: str | None) -> SensorExecutionData:
+    """One sensor evaluation against the real instance and the workspace's catalog and state store, resolved as the
+    daemon resolves it: each request's job and partition looked up in the code location's repository."""
     resources = {"catalog": CatalogResource(), "state_store": StateStore()}
-    context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-    result = bucket_events(context)
-    return result, context.cursor
+    repository = defs.get_repository_def()
+    context = build_sensor_context(instance=instance, cursor=cursor, resources=resources, repository_def=repository)
+    with partition_loading_context(dynamic_partitions_store=instance):  # as the daemon evaluates a tick
+        return bucket_events.evaluate_tick(context)
 
 
 def create_requested_run(instance: DagsterInstance, name: str, run_key: str) -> None:
@@ -64,37 +69,34 @@ def walk_protocol(
     `redeliver(tokens)` makes those deliveries visible again, as an expired visibility timeout would."""
     instance.add_dynamic_partitions("connections", [name])
 
-    result, cursor = tick(instance, None)
-    assert isinstance(result, SensorResult), result
-    (request,) = result.run_requests
-    (pending,) = load_cursor(cursor)[name]
+    data = tick(instance, None)
+    (request,) = data.run_requests
+    (pending,) = load_cursor(data.cursor)[name]
     run_key = event_run_key(name, pending.batch_id)
     assert request.run_key == run_key
-    assert request.partition_key == name
+    assert request.partition_key == name and request.tags[PARTITION_NAME_TAG] == name
     assert request.run_config == delta_run_config(pending.batch_id)
     assert request.tags["bucket-sync/sync"] == "delta"
     batch = EventBatch.require(workspace.state_store, name, pending.batch_id)
     assert batch.keys == expected_keys
     assert held() == len(pending.tokens), "the messages the run covers must stay in the queue until it exists"
 
-    result, cursor = tick(instance, cursor)  # no run yet: nothing acknowledged, nothing new requested
-    assert isinstance(result, SkipReason)
+    data = tick(instance, data.cursor)  # no run yet: nothing acknowledged, nothing new requested
+    assert data.run_requests == [] and data.skip_message
     assert held() == len(pending.tokens)
-    assert load_cursor(cursor)[name][0].batch_id == pending.batch_id
+    assert load_cursor(data.cursor)[name][0].batch_id == pending.batch_id
 
     redeliver(pending.tokens)  # the visibility timeout ran out before the acknowledgement
-    result, cursor = tick(instance, cursor)
-    assert isinstance(result, SensorResult)
-    assert [r.run_key for r in result.run_requests] == [run_key], "a redelivered batch must get the same run key"
-    (again,) = load_cursor(cursor)[name]
+    data = tick(instance, data.cursor)
+    assert [r.run_key for r in data.run_requests] == [run_key], "a redelivered batch must get the same run key"
+    (again,) = load_cursor(data.cursor)[name]
     assert again.batch_id == pending.batch_id
 
     create_requested_run(instance, name, run_key)
-    result, cursor = tick(instance, cursor)
-    assert isinstance(result, SkipReason)
-    assert "acknowledged" in str(result.skip_message)
+    data = tick(instance, data.cursor)
+    assert data.run_requests == [] and "acknowledged" in str(data.skip_message)
     assert held() == 0, "once the run exists, its messages are deleted"
-    assert name not in load_cursor(cursor)
+    assert name not in load_cursor(data.cursor)
 
 
 @pytest.fixture
@@ -237,11 +239,10 @@ def test_a_queue_that_cannot_be_reached_is_a_note_and_other_connections_proceed(
         bucket.entry(good, events={"queue": queue_url}),
     )
     dagster_instance.add_dynamic_partitions("connections", [good, bad])
-    result, cursor = tick(dagster_instance, None)
-    assert isinstance(result, SensorResult)
-    assert [r.partition_key for r in result.run_requests] == [good]
-    assert bad not in load_cursor(cursor) and unknown not in load_cursor(cursor)
+    data = tick(dagster_instance, None)
+    assert [r.partition_key for r in data.run_requests] == [good]
+    assert bad not in load_cursor(data.cursor) and unknown not in load_cursor(data.cursor)
     logged = capsys.readouterr().err  # the sensor's log, as the daemon would write it
     assert f"{bad}: event queue failed, will retry next tick" in logged
     assert f"{unknown}: not a partition yet" in logged
-    assert S3TestBucket.SECRET not in str(result) + str(cursor) + logged
+    assert S3TestBucket.SECRET not in str(data.run_requests) + str(data.cursor) + logged
