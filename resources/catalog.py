@@ -13,7 +13,8 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core.core_schema import ValidationInfo
 
 from media.cors import normalise_origin, origin_problem
 from resources.catalog_yaml import CatalogError, default_catalog_path, read_document, strip_lines
