@@ -11,16 +11,18 @@ import re
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core.core_schema import ValidationInfo
 
 from media.cors import normalise_origin, origin_problem
 from resources.catalog_yaml import CatalogError, default_catalog_path, read_document, strip_lines
 from resources.catalog_yaml import dump_catalog as dump_catalog  # where tests and benchmarks write catalogs from
 from resources.secrets import ENV_NAME, has_url_userinfo
 from resources.settings import PROVIDER_SETTINGS, ProviderSettings
+
+if TYPE_CHECKING:
+    from pydantic import ValidationInfo
 
 CONNECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PROVIDERS = ("local", "s3", "gcs", "azure")
