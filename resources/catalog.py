@@ -95,8 +95,9 @@ class EventQueue(BaseModel):
     endpoint: str | None = Field(
         None,
         description=(
-            "queue service endpoint override (moto, Azurite); default: the connection's own endpoint for s3, the "
-            "account's queue endpoint for azure (its blob endpoint with .blob. read as .queue.), Google's for gcs"
+            "queue service endpoint override (moto, Azurite, a private endpoint); default: the queue URL's own host "
+            "for s3, the account's queue endpoint for azure (its blob endpoint with .blob. read as .queue.), "
+            "Google's for gcs"
         ),
     )
     auth: dict[str, Any] | None = Field(None, description="credentials for the queue; default the connection's auth")
