@@ -16,6 +16,7 @@ from checks.listing_gaps import listing_gaps
 from checks.media_rules import media_rules
 from checks.quota import quota
 from pipelines.connection_test import test_connection_job
+from pipelines.event_sensor import bucket_events
 from pipelines.executor import chosen_executor
 from pipelines.jobs import sync_job
 from pipelines.notifications import sync_failure_notifications, sync_success_notifications
@@ -32,7 +33,13 @@ def build_definitions() -> Definitions:
         assets=[object_listing, media_probes, cvat_manifest, media_index],
         asset_checks=[listing_collapse, listing_gaps, media_rules, cors_audit, quota],
         jobs=[sync_job, test_connection_job],
-        sensors=[connection_registry, bucket_changes, sync_failure_notifications, sync_success_notifications],
+        sensors=[
+            connection_registry,
+            bucket_changes,
+            bucket_events,
+            sync_failure_notifications,
+            sync_success_notifications,
+        ],
         schedules=build_connection_schedules(),
         executor=chosen_executor(),
         resources={"catalog": CatalogResource(), "state_store": StateStore(), "index": MediaIndex()},

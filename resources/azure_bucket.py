@@ -157,6 +157,11 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
             return ClientSecretCredential(self.tenant_id, self.client_id, self.client_secret)
         return super()._raw_credential()
 
+    def sdk_credential(self) -> Any:
+        """The credential azure-storage-blob and azure-storage-queue both take: the bucket-event reader's Storage
+        Queue client (resources/event_queues.py) authenticates with it, exactly as the container is read."""
+        return self._raw_credential()
+
     def _new_client(self, *, for_test: bool) -> Any:
         """A BlobServiceClient with short timeouts and our retry policy; none for a test that must answer fast."""
         return BlobServiceClient(

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,9 @@ from resources.catalog_yaml import CatalogError, default_catalog_path, read_docu
 from resources.catalog_yaml import dump_catalog as dump_catalog  # where tests and benchmarks write catalogs from
 from resources.secrets import ENV_NAME, has_url_userinfo
 from resources.settings import PROVIDER_SETTINGS, ProviderSettings
+
+if TYPE_CHECKING:
+    from pydantic import ValidationInfo
 
 CONNECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PROVIDERS = ("local", "s3", "gcs", "azure")
@@ -70,6 +73,46 @@ class Notify(BaseModel):
                 "(e.g. webhook_env: BUCKET_SYNC_WEBHOOK_URL), never the URL itself: it may carry a token"
             )
         return v
+
+
+#: The most messages the event sensor takes from one queue per tick: one evaluation must stay well inside Dagster's
+#: sensor timeout (60 s), and the tick's acknowledgement tokens travel in the sensor's cursor.
+MAX_EVENT_MESSAGES = 10_000
+_PUBSUB_SUBSCRIPTION = re.compile(r"^projects/[a-z0-9][a-z0-9.:-]{0,62}/subscriptions/[A-Za-z][\w.~+%-]{2,254}$")
+_SQS_QUEUE_URL = re.compile(r"^https?://[^/\s]+/\d{12}/[A-Za-z0-9_-]{1,75}(\.fifo)?$")
+_AZURE_QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+#: What `events.queue` holds, per provider, in the words an error shows.
+QUEUE_KINDS = {
+    "s3": "the SQS queue URL, e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/bucket-events",
+    "gcs": "the Pub/Sub subscription path, e.g. projects/my-project/subscriptions/bucket-events",
+    "azure": "the Storage Queue name (3-63 lowercase letters, digits and single '-'), e.g. bucket-events",
+}
+
+
+class EventQueue(BaseModel):
+    """Where a connection's bucket events arrive: S3 notifications in SQS, GCS notifications in a Pub/Sub
+    subscription, Azure Event Grid blob events in a Storage Queue. The `bucket_events` sensor drains it and requests
+    delta syncs of just the keys named; the connection's scheduled full sync still reconciles events that were lost.
+
+    The queue is read with the bucket's own credentials unless `auth` names others (same modes, same rule: secrets
+    only by environment variable name), so one least-privilege identity can read the queue and another the bucket.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue: str = Field(description="SQS queue URL (s3), Pub/Sub subscription path (gcs), Storage Queue name (azure)")
+    max_messages: int = Field(
+        1000, ge=1, le=MAX_EVENT_MESSAGES, description="most messages taken per sensor tick; the rest wait a tick"
+    )
+    endpoint: str | None = Field(
+        None,
+        description=(
+            "queue service endpoint override (moto, Azurite, a private endpoint); default: the queue URL's own host "
+            "for s3, the account's queue endpoint for azure (its blob endpoint with .blob. read as .queue.), "
+            "Google's for gcs"
+        ),
+    )
+    auth: dict[str, Any] | None = Field(None, description="credentials for the queue; default the connection's auth")
 
 
 class Connection(BaseModel):
@@ -117,6 +160,7 @@ class Connection(BaseModel):
     )
     schedule: str | None = None
     notify: Notify | None = Field(None, description="webhook for this connection; default the catalog's `notify`")
+    events: EventQueue | None = Field(None, description="bucket event queue driving delta syncs (sensor bucket_events)")
     description: str = ""
     #: Folder of the catalog file: relative local roots and key files resolve against it, not the working directory.
     base_dir: str = Field(".", exclude=True)
@@ -189,6 +233,30 @@ class Connection(BaseModel):
         if not is_valid_cron_string(v):
             raise ValueError(f"schedule '{v}' is not a cron expression such as \"0 2 * * *\"")
         return v
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: EventQueue | None, info: ValidationInfo) -> EventQueue | None:
+        """The queue must be of the kind the provider's notifications go to; a local folder sends none."""
+        provider = info.data.get("provider")
+        if v is None or provider is None:
+            return v
+        if provider == "local":
+            raise ValueError(
+                "a local folder sends no bucket events; remove `events` (use `watch: true` to poll the folder)"
+            )
+        pattern = {"s3": _SQS_QUEUE_URL, "gcs": _PUBSUB_SUBSCRIPTION, "azure": _AZURE_QUEUE_NAME}[provider]
+        if not pattern.match(v.queue):
+            raise ValueError(f"events.queue '{v.queue}' is not {QUEUE_KINDS[provider]}")
+        return v
+
+    def queue_connection(self) -> Connection:
+        """This connection with the queue's credentials (`events.auth`, when given) in place of the bucket's: the
+        provider's own resolution of auth (modes, secrets by variable name, assume-role, key files) then builds the
+        queue client's credentials, so a queue is authenticated exactly as a bucket would be."""
+        if self.events is None or self.events.auth is None:
+            return self
+        return self.model_copy(update={"auth": self.events.auth})
 
     def provider_settings(self) -> ProviderSettings:
         """`options`, `auth` and `bucket` or `root`, validated by the model the `provider` tag picks.
@@ -273,6 +341,13 @@ def _secret_field_problems(section: str, values: dict[str, Any]) -> list[str]:
         elif _INLINE_SECRET.search(value) and not _GUID.match(value):
             problems.append(f"{where}: {_INLINE_SECRET_ADVICE}")
     return problems
+
+
+def _event_auth(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry's `events.auth` mapping as written, or {} when there is none (or it is not a mapping)."""
+    events = entry.get("events")
+    auth = events.get("auth") if isinstance(events, dict) else None
+    return auth if isinstance(auth, dict) else {}
 
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -360,6 +435,14 @@ def validate_provider_settings(conn: Connection) -> str | None:
     return None
 
 
+def _event_auth_problem(conn: Connection) -> str | None:
+    """The first problem with `events.auth`, located under `events.`, or None (also when it is not given)."""
+    if conn.events is None or conn.events.auth is None:
+        return None
+    problem = validate_provider_settings(conn.queue_connection())
+    return problem.replace("field 'auth", "field 'events.auth", 1) if problem else None
+
+
 def load_catalog(path: str | os.PathLike[str]) -> Catalog:
     """Read and validate a catalog file. Raises CatalogError with every problem found, each located."""
     file = Path(path)
@@ -385,6 +468,7 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
         secrets = (
             _secret_field_problems("auth", entry.get("auth") or {})
             + _secret_field_problems("options", entry.get("options") or {})
+            + _secret_field_problems("events.auth", _event_auth(entry))
             + _url_credential_problems(entry)
         )
         if secrets:
@@ -401,7 +485,7 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
                 "connection names must be unique"
             )
             continue
-        problem = validate_provider_settings(conn)
+        problem = validate_provider_settings(conn) or _event_auth_problem(conn)
         if problem:
             problems.append(f"{where}, {problem}")
             continue

@@ -131,6 +131,27 @@ class S3Bucket(CloudBucket, S3Resource):
             verify=self.verify, config=config, **keys,
         )  # fmt: skip
 
+    def service_client(self, service: str, endpoint_url: str | None, region: str | None = None) -> Any:
+        """A boto3 client of another AWS service with this connection's credentials, timeouts and retries: the
+        bucket-event reader's SQS client (resources/event_queues.py), so a queue authenticates as the bucket does."""
+        keys: dict[str, Any] = {}
+        if not self.role_arn:
+            keys.update(
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+                aws_session_token=self.aws_session_token,
+            )
+        config = BotoConfig(
+            retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
+            connect_timeout=min(self.timeout_s, CONNECT_TIMEOUT_S),
+            read_timeout=self.timeout_s,
+            signature_version=UNSIGNED if self.use_unsigned_session else None,
+        )
+        return self._session().client(
+            service, region_name=region or self.region_name, endpoint_url=endpoint_url, verify=self.verify,
+            config=config, **keys,
+        )  # fmt: skip
+
     def _store_parts(self) -> StoreParts:
         from obstore.store import S3Store
 

@@ -213,6 +213,31 @@ def start_azurite(log_dir: Path) -> Server:
     return server
 
 
+def start_azurite_queue(log_dir: Path) -> Server:
+    """Azurite's queue service (the same npm package as the blob one), in memory: the Storage Queue that Event Grid
+    delivers blob events to. `extra` carries the account, its key and the account's queue endpoint."""
+    exe = REPO / ".tools" / "node_modules" / ".bin" / "azurite-queue"
+    if not exe.exists():
+        unavailable(
+            "Azurite queue", f"{exe} not found; run `npm install --prefix .tools azurite@3.35.0` or `make test`"
+        )
+    if shutil.which("node") is None:
+        unavailable("Azurite queue", "'node' is not on PATH (Azurite needs Node 20)")
+    port = free_port()
+    workdir = log_dir / "azurite-queue"
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = start_server(
+        "azurite-queue",
+        [str(exe), "--queueHost", "127.0.0.1", "--queuePort", str(port), *AZURITE_FLAGS],
+        port,
+        lambda ep: http_ok(f"{ep}/{AZURITE_ACCOUNT}?comp=list"),
+        log_dir,
+        cwd=workdir,
+    )
+    server.extra.update(account=AZURITE_ACCOUNT, key=AZURITE_KEY, queue_endpoint=f"{server.endpoint}/{AZURITE_ACCOUNT}")
+    return server
+
+
 def postgres_bin_dir() -> Path | None:
     """The bin folder of the newest PostgreSQL server on this machine (Debian keeps it off PATH)."""
     candidates = sorted(

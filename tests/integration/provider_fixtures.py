@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from resources.catalog import Connection
-from tests.servers import Server, start_azurite, start_fake_gcs, start_moto, start_postgres
+from tests.servers import Server, start_azurite, start_azurite_queue, start_fake_gcs, start_moto, start_postgres
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,14 @@ def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_azurite(tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_queue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Azurite's queue service: the Storage Queue that Event Grid blob events arrive in (pipelines/event_sensor)."""
+    server = start_azurite_queue(tmp_path_factory.mktemp("azurite-queue"))
     yield server
     server.stop()
 
