@@ -189,8 +189,11 @@ def preview(
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    out.print(f"[bold]{plain(name)}[/]: {report['objects']} objects, {report['bytes']:,} bytes", highlight=False)
-    extensions = ", ".join(f"{printable(e)} {n}" for e, n in report["extensions"].items())
+    from pipelines.figures import count, plural, size
+
+    figures = f"{plural(report['objects'], 'object')}, {size(report['bytes'])}"
+    out.print(f"[bold]{plain(name)}[/]: {figures}", highlight=False)
+    extensions = ", ".join(f"{printable(e)} {count(n)}" for e, n in report["extensions"].items())
     out.print(f"by extension: {extensions}", highlight=False, markup=False)
     for key in report["sample_keys"]:
         out.print(f"  {printable(key)}", highlight=False, markup=False)

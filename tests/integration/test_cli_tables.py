@@ -142,3 +142,10 @@ def test_a_result_wider_than_the_terminal_prints_one_record_per_row(
         assert len(found) == 1, (column, out)
         if shown is not None:
             assert found[0].split()[1] == shown, (column, found)
+
+
+def test_preview_formats_its_count_and_bytes(workspace: Workspace, synced: subprocess.CompletedProcess[str]) -> None:
+    out = run(workspace, "preview", "field-photos-archive").stdout
+    assert re.match(r"field-photos-archive: 6 objects, \d+\.\d kB\n", out), out
+    report = json.loads(run(workspace, "preview", "field-photos-archive", "--json").stdout)
+    assert report["objects"] == 6 and isinstance(report["bytes"], int)  # raw for scripts
