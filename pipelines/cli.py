@@ -167,7 +167,10 @@ def preview(
     name: NameArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print the preview as one JSON object, for scripts.")] = False,
 ) -> None:
-    """What a sync would see: count, bytes, extensions and sample keys, from the listing alone."""
+    """What a sync would see, from the listing alone.
+
+    Count, bytes, counts by extension and sample keys; no object is read.
+    """
     from assets.listing import preview as preview_listing
     from resources.bucket import ConnectionMisconfigured
     from resources.providers import open_bucket
@@ -206,7 +209,11 @@ def test_connection(
         bool, typer.Option("--json", help="Print the status, detail and remedy as one JSON object, for scripts.")
     ] = False,
 ) -> None:
-    """Test a connection: prints one status (AVAILABLE, NOT_FOUND, FORBIDDEN, UNREACHABLE, MISCONFIGURED)."""
+    """Test a connection: one status, and what to do.
+
+    The status is AVAILABLE, NOT_FOUND, FORBIDDEN, UNREACHABLE or MISCONFIGURED; the exit code is 0 only for
+    AVAILABLE.
+    """
     from resources.providers import cors_summary
     from resources.providers import test_connection as run_connection_test
 
@@ -239,7 +246,7 @@ def status(
         bool, typer.Option("--json", help="Print the same rows as a JSON array, with exact timestamps, for scripts.")
     ] = False,
 ) -> None:
-    """Every indexed connection with its last sync, object counts and violations."""
+    """Each indexed connection: its last sync, counts and violations."""
     from pipelines.summary import status_rows
     from resources.catalog_yaml import CatalogError, catalog_names, default_catalog_path
 
@@ -285,11 +292,11 @@ def query(
         bool, typer.Option("--json", help="Print the rows as a JSON array of objects, one per row, for scripts.")
     ] = False,
 ) -> None:
-    """Run SQL against the index and print the result; it can read the index and nothing else.
+    """Run read-only SQL against the index and print the rows.
 
-    The connection is read-only and sandboxed (IndexAccess.connect_untrusted): no file or network access, no ATTACH,
-    no extensions, settings locked. A query that tries is refused with exit code 2 and the index is left untouched.
-    Fix commands (a `remediation` column) print below the table, one per line, whole, so they can be pasted.
+    It can read the index and nothing else. The connection is read-only and sandboxed
+    (IndexAccess.connect_untrusted): no file or network access, no ATTACH, no extensions, settings locked. A query
+    that tries is refused with exit code 2 and the index is left untouched. Fix commands (a `remediation` column) print below the table, one per line, whole, so they can be pasted.
     """
     import duckdb
 
@@ -318,7 +325,10 @@ def tables(
         bool, typer.Option("--json", help="Print the tables and their columns as JSON, for scripts.")
     ] = False,
 ) -> None:
-    """The index's tables and their columns with types: what `bucket-sync query` can read."""
+    """The index's tables and their columns, with types.
+
+    These are what `bucket-sync query` reads; the list comes from the index's own DDL.
+    """
     from pipelines.index_tables import index_tables
 
     found = index_tables()
