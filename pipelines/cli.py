@@ -296,7 +296,8 @@ def query(
 
     It can read the index and nothing else. The connection is read-only and sandboxed
     (IndexAccess.connect_untrusted): no file or network access, no ATTACH, no extensions, settings locked. A query
-    that tries is refused with exit code 2 and the index is left untouched. Fix commands (a `remediation` column) print below the table, one per line, whole, so they can be pasted.
+    that tries is refused with exit code 2 and the index is left untouched. Fix commands (a `remediation` column)
+    print below the table, one per line, whole, so they can be pasted.
     """
     import duckdb
 
