@@ -52,9 +52,13 @@ lint: setup
 test: setup $(AZURITE) postgres lint
 	$(PY) -m pytest
 
+# The webserver and the daemon, started and stopped together (pipelines/ui.py): `dagster dev` without its
+# "use dg dev instead" warning. `make ui PORT=3001` (or HOST=0.0.0.0) to serve elsewhere.
+PORT ?= 3000
+HOST ?= 127.0.0.1
 ui: setup
 	@$(PY) -m pipelines.instance >/dev/null
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	@$(PY) -m pipelines.ui --host $(HOST) --port $(PORT)
 
 bench: setup
 	$(PY) benchmarks/probe_throughput.py

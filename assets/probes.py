@@ -310,7 +310,8 @@ def carry_verdicts(
     An object of the same version, whose facts come from the last sync and whose verdict was judged under the same
     profile and rules, needs nothing recomputed: its probes row and its violations are copied in two queries, with no
     Python loop per row. A moved object takes its old key's row and findings along when its verdict cannot depend on
-    the move (same file name, both keys addressable: `verdict_travels_sql`). The rest (renames, facts from
+    the move (same file name, both keys addressable: `verdict_travels_sql`) and has no finding, whose fix would name
+    the old key. The rest (renames, facts from
     checkpoints, other rules, keys with a manifest_name finding, whose verdict depends on other objects) is left to
     the row-by-row path. Creates table `carried` (key, facts_key, source); returns how many rows it carried.
     """
@@ -323,6 +324,9 @@ def carry_verdicts(
           AND (plan.action = 'carried'
                OR (plan.action = 'moved' AND {verdict_travels_sql("plan.facts_key", "plan.key")}))
           AND plan.facts_key NOT IN (SELECT key FROM read_parquet($violations) WHERE rule = 'manifest_name')
+          -- A finding's fix names the object by its full key (media/rules.py), so a moved object with findings is
+          -- judged again under its new key; only a clean verdict travels as is.
+          AND (plan.action = 'carried' OR plan.facts_key NOT IN (SELECT key FROM read_parquet($violations)))
         """,
         {"previous": str(previous), "judge": judge, "violations": str(previous_violations)},
     )

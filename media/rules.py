@@ -87,13 +87,19 @@ _ORIENTATION_NAMES = {
 
 
 def _file_name(key: str) -> str:
-    return PurePosixPath(key).name or key
+    return key.rpartition("/")[2] or key
+
+
+def _beside(key: str, name: str) -> str:
+    """`name` in the folder of `key`, spelled from the key itself: the fix commands name objects by their full key
+    (folders and prefix included), so a person can paste them into a shell over a copy of the bucket. The key is cut
+    as text, not normalised as a path, so `a//b.jpg` keeps its empty folder."""
+    return key[: len(key) - len(_file_name(key))] + name
 
 
 def _ffmpeg_fix(key: str) -> str:
-    name = _file_name(key)
-    fixed = f"{PurePosixPath(name).stem}-fixed.mp4"
-    return f"ffmpeg -i {shlex.quote(name)} -c:v libx264 -pix_fmt yuv420p -brand mp42 {shlex.quote(fixed)}"
+    fixed = _beside(key, f"{PurePosixPath(_file_name(key)).stem}-fixed.mp4")
+    return f"ffmpeg -i {shlex.quote(key)} -c:v libx264 -pix_fmt yuv420p -brand mp42 {shlex.quote(fixed)}"
 
 
 def _violation(rule: str, message: str, remediation: str) -> list[Violation]:
@@ -114,7 +120,7 @@ def supported_format(facts: MediaFacts, key: str, profile: Profile) -> list[Viol
     if facts.error is not None:
         return []
     name = _file_name(key)
-    quoted = shlex.quote(name)
+    quoted = shlex.quote(key)
     if facts.kind == "other" or facts.format is None:
         return _violation(
             "supported_format",
@@ -132,7 +138,7 @@ def supported_format(facts: MediaFacts, key: str, profile: Profile) -> list[Viol
         if facts.format in _HEIF_FORMATS:
             # libheif's converter applies the irot/imir transforms while decoding, so the JPEG it writes is upright
             # (it resets the copied EXIF orientation to 1); `mogrify` would need ImageMagick built with libheif.
-            fixes.append(f"heif-convert {quoted} {shlex.quote(PurePosixPath(name).stem + '.jpg')}")
+            fixes.append(f"heif-convert {quoted} {shlex.quote(_beside(key, PurePosixPath(name).stem + '.jpg'))}")
         elif facts.kind == "image":
             fixes.append(f"mogrify -format jpg {quoted}")
         else:
@@ -143,7 +149,7 @@ def supported_format(facts: MediaFacts, key: str, profile: Profile) -> list[Viol
         problems.append(f"the name ends in .{suffix} but the content is {facts.format}")
         if facts.format in accepted:
             right = _CANONICAL_EXTENSION.get(facts.format, facts.format)
-            renamed = f"{PurePosixPath(name).stem}.{right}"
+            renamed = _beside(key, f"{PurePosixPath(name).stem}.{right}")
             fixes.append(f"mv {quoted} {shlex.quote(renamed)}")
     if not problems:
         return []
@@ -159,7 +165,7 @@ def exif_orientation(facts: MediaFacts, key: str, profile: Profile) -> list[Viol
         return []
     value = facts.orientation
     meaning = _ORIENTATION_NAMES.get(value, "not a valid value")
-    quoted = shlex.quote(_file_name(key))
+    quoted = shlex.quote(key)
     return _violation(
         "exif_orientation",
         f"EXIF orientation {value} ({meaning}); Vi rejects images whose orientation is not 1",
@@ -269,16 +275,17 @@ ALL_RULES: tuple[str, ...] = tuple(RULES)
 
 #: Bumped whenever a rule's verdict or message changes: verdicts judged under another version are judged again, so a
 #: carried-forward object never keeps a verdict the current rules would not give.
-RULES_VERSION = "2026-11-30-heif-ext"
+RULES_VERSION = "2026-11-30-full-key-fixes"
 
 
 def verdict_travels_sql(old: str, new: str) -> str:
     """SQL, over key columns `old` and `new`, true when an object moved from `old` to `new` keeps its verdict.
 
-    Every rule sees the key only through its file name (`_file_name`), except `manifest_name`, which asks whether CVAT
+    Every rule decides from the key's file name only (`_file_name`), except `manifest_name`, which asks whether CVAT
     can address the key at all. So when both keys are addressable (their file name is then their last segment) and
-    that name is the same, `judge` gives the moved object the very findings it had, and a sync can copy them as a set
-    operation instead of judging again (assets/probes.py). A rule that reads more of the key must change this too;
+    that name is the same, `judge` gives the moved object the same findings (rule, severity, message), and a sync can
+    copy a clean verdict as a set operation instead of judging again (assets/probes.py). A fix names the full key, so
+    an object with findings is judged again under its new key. A rule that reads more of the key must change this too;
     tests/unit/test_carry_forward.py holds every rule to it.
     """
     same_name = f"regexp_extract({old}, '[^/]*$') = regexp_extract({new}, '[^/]*$')"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipelines.cli_help import epilog
 from pipelines.terminal import LazyConsole, plain, printable
 from resources.secrets import scrub
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Sync cloud buckets of images and videos into a DuckDB index, a CVAT manifest and Dagster assets.",
+    epilog=epilog(),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -41,6 +43,11 @@ out = LazyConsole(soft_wrap=True)
 err = LazyConsole(stderr=True, soft_wrap=True)
 
 EXIT_BLOCKED = 3
+
+#: A connection's name, as every command that takes one asks for it.
+NameArgument = Annotated[
+    str, typer.Argument(metavar="NAME", help="The connection's name in the catalog (connections.yaml).")
+]
 
 #: How long `status`, `query` and the summary wait for a sync's write lock: a person at a terminal wants an answer
 #: (which process holds the index, and to retry) in seconds, not the two minutes a sync step waits for its turn.
@@ -141,7 +148,7 @@ def demo() -> None:
 
 @app.command()
 def sync(
-    name: str,
+    name: NameArgument,
     full: Annotated[bool, typer.Option("--full", help="Re-probe every object, ignoring cached facts.")] = False,
     allow_collapse: Annotated[
         bool, typer.Option("--allow-collapse", help="Accept a listing that lost more than half of the last one.")
@@ -156,8 +163,14 @@ def sync(
 
 
 @app.command()
-def preview(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """What a sync would see: count, bytes, extensions and sample keys, from the listing alone."""
+def preview(
+    name: NameArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the preview as one JSON object, for scripts.")] = False,
+) -> None:
+    """What a sync would see, from the listing alone.
+
+    Count, bytes, counts by extension and sample keys; no object is read.
+    """
     from assets.listing import preview as preview_listing
     from resources.bucket import ConnectionMisconfigured
     from resources.providers import open_bucket
@@ -179,16 +192,28 @@ def preview(name: str, as_json: Annotated[bool, typer.Option("--json")] = False)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    out.print(f"[bold]{plain(name)}[/]: {report['objects']} objects, {report['bytes']:,} bytes", highlight=False)
-    extensions = ", ".join(f"{printable(e)} {n}" for e, n in report["extensions"].items())
+    from pipelines.figures import count, plural, size
+
+    figures = f"{plural(report['objects'], 'object')}, {size(report['bytes'])}"
+    out.print(f"[bold]{plain(name)}[/]: {figures}", highlight=False)
+    extensions = ", ".join(f"{printable(e)} {count(n)}" for e, n in report["extensions"].items())
     out.print(f"by extension: {extensions}", highlight=False, markup=False)
     for key in report["sample_keys"]:
         out.print(f"  {printable(key)}", highlight=False, markup=False)
 
 
 @app.command("test")
-def test_connection(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Test a connection: prints one status (AVAILABLE, NOT_FOUND, FORBIDDEN, UNREACHABLE, MISCONFIGURED)."""
+def test_connection(
+    name: NameArgument,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the status, detail and remedy as one JSON object, for scripts.")
+    ] = False,
+) -> None:
+    """Test a connection: one status, and what to do.
+
+    The status is AVAILABLE, NOT_FOUND, FORBIDDEN, UNREACHABLE or MISCONFIGURED; the exit code is 0 only for
+    AVAILABLE.
+    """
     from resources.providers import cors_summary
     from resources.providers import test_connection as run_connection_test
 
@@ -216,38 +241,36 @@ def test_connection(name: str, as_json: Annotated[bool, typer.Option("--json")] 
 
 
 @app.command()
-def status() -> None:
-    """Every indexed connection with its last sync, object counts and violations."""
-    from rich.table import Table
-    from rich.text import Text
-
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the same rows as a JSON array, with exact timestamps, for scripts.")
+    ] = False,
+) -> None:
+    """Each indexed connection: its last sync, counts and violations."""
     from pipelines.summary import status_rows
     from resources.catalog_yaml import CatalogError, catalog_names, default_catalog_path
 
     index = _reader_index()
     with _reading_index(index):
         rows = status_rows(index)
-    if not rows:
-        out.print("nothing indexed yet: run `bucket-sync sync NAME` (or `bucket-sync demo`)")
-        return
     try:
         # Names only: validating the entries would build the catalog's models (and check a schedule with Dagster).
         in_catalog: set[str] | None = catalog_names(default_catalog_path())
     except CatalogError:
         in_catalog = None  # status still answers from the index alone
-    table = Table(
-        "connection", "provider", "location", "profile", "last sync", "objects", "deleted", "accepted", "violations"
-    )
-    for r in rows:
-        # The index flags detached connections at each sync; the catalog says so at once.
-        detached = r["detached"] or (in_catalog is not None and r["name"] not in in_catalog)
-        name = r["name"] + (" (detached)" if detached else "")
-        last = r["last_synced"].strftime("%Y-%m-%d %H:%M:%S") if r["last_synced"] else "never"
-        cells = [name, r["provider"], r["location"], r["profile"], last]
-        counts = [r["objects"], r["deleted"], r["accepted"], r["violations"]]
-        # Text cells: a str cell would be parsed as rich markup, and the index's values are data, not styling.
-        table.add_row(*(Text(printable(str(cell))) for cell in [*cells, *counts]))
-    out.print(table)
+    for r in rows:  # the index flags detached connections at each sync; the catalog says so at once
+        r["detached"] = bool(r["detached"] or (in_catalog is not None and r["name"] not in in_catalog))
+    if as_json:
+        from pipelines.table_view import as_json as rows_as_json
+
+        sys.stdout.write(rows_as_json(rows))
+        return
+    if not rows:
+        out.print("nothing indexed yet: run `bucket-sync sync NAME` (or `bucket-sync demo`)")
+        return
+    from pipelines.table_view import status_table
+
+    out.print(status_table(rows))
 
 
 def _refused(exc: Exception) -> bool:
@@ -261,23 +284,74 @@ def _refused(exc: Exception) -> bool:
 
 
 @app.command()
-def query(sql: str) -> None:
-    """Run SQL against the index and print the result; it can read the index and nothing else.
+def query(
+    sql: Annotated[
+        str, typer.Argument(metavar="SQL", help="One SQL statement over the index's tables (see `bucket-sync tables`).")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the rows as a JSON array of objects, one per row, for scripts.")
+    ] = False,
+) -> None:
+    """Run read-only SQL against the index and print the rows.
 
-    The connection is read-only and sandboxed (IndexAccess.connect_untrusted): no file or network access, no ATTACH,
-    no extensions, settings locked. A query that tries is refused with exit code 2 and the index is left untouched.
+    It can read the index and nothing else. The connection is read-only and sandboxed
+    (IndexAccess.connect_untrusted): no file or network access, no ATTACH, no extensions, settings locked. A query
+    that tries is refused with exit code 2 and the index is left untouched. Fix commands (a `remediation` column)
+    print below the table, one per line, whole, so they can be pasted.
     """
     import duckdb
 
     index = _reader_index()
+    columns: list[str] = []
+    rows: list[tuple[object, ...]] = []
     with _reading_index(index), index.connect_untrusted() as con:
         try:
             result = con.sql(sql)
-            text = "" if result is None else str(result)
+            if result is not None:
+                columns, rows = list(result.columns), result.fetchall()
         except duckdb.Error as exc:
             _fail(f"query {'refused' if _refused(exc) else 'failed'}: {exc}")
-    if text:
-        out.print(printable(text, multiline=True), highlight=False, markup=False)
+    from pipelines.table_view import as_json as rows_as_json
+    from pipelines.table_view import print_rows
+
+    if as_json:
+        sys.stdout.write(rows_as_json([dict(zip(columns, row, strict=True)) for row in rows]))
+    elif columns:
+        print_rows(out, columns, rows)
+
+
+@app.command()
+def tables(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the tables and their columns as JSON, for scripts.")
+    ] = False,
+) -> None:
+    """The index's tables and their columns, with types.
+
+    These are what `bucket-sync query` reads; the list comes from the index's own DDL.
+    """
+    from pipelines.index_tables import index_tables
+
+    found = index_tables()
+    if as_json:
+        payload = [
+            {"table": t.name, "columns": [{"name": c.name, "type": c.type, "nullable": c.nullable} for c in t.columns]}
+            for t in found
+        ]
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    from rich.text import Text
+
+    from pipelines.table_view import add_text_column, compact_table
+
+    for t in found:
+        table = compact_table(title=t.name)
+        add_text_column(table, "column", wraps=False)
+        add_text_column(table, "type")
+        add_text_column(table, "null", wraps=False)
+        for c in t.columns:
+            table.add_row(Text(c.name), Text(c.type), Text("yes" if c.nullable else "no"))
+        out.print(table)
 
 
 def main() -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipelines.figures import count, plural, size
 from resources.index import IndexAccess
 
 if TYPE_CHECKING:
     from resources.state import StateStore
 
-EXAMPLE_QUERY = "SELECT rule, key, message FROM violations WHERE connection = '{name}' ORDER BY rule, key"
+EXAMPLE_QUERY = "SELECT rule, key, message, remediation FROM violations WHERE connection = '{name}' ORDER BY rule, key"
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class SyncSummary:
     manifest: str
     manifest_images: int
     index: str
+    manifest_videos: int = 0
     #: Listed objects left out by the connection's quota (max_objects / max_bytes), and their bytes.
     over_quota: int = 0
     over_quota_bytes: int = 0
@@ -34,10 +36,10 @@ class SyncSummary:
         s = self.last_sync
         stored, read = s["bytes_stored"], s["bytes_read"]
         share = f"{100.0 * read / stored:.2f}%" if stored else "n/a"
-        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(self.violations_by_rule.items())) or "none"
+        rules = ", ".join(f"{rule} {count(n)}" for rule, n in sorted(self.violations_by_rule.items())) or "none"
         seconds = (s["finished_at"] - s["started_at"]).total_seconds()
         over_quota = (
-            f"  over quota     : {self.over_quota} skipped ({self.over_quota_bytes:,} bytes), not probed; raise "
+            f"  over quota     : {count(self.over_quota)} skipped ({size(self.over_quota_bytes)}), not probed; raise "
             "max_objects / max_bytes to index them (the `quota` check has the details)"
             if self.over_quota
             else None
@@ -46,20 +48,33 @@ class SyncSummary:
             line
             for line in [
                 f"Synced '{self.connection}' in {seconds:.1f}s",
-                f"  objects listed : {s['listed']}  ({s['new']} new, {s['changed']} changed, {s['unchanged']} "
-                f"unchanged, {s['deleted']} deleted, {s['moved']} moved; {self.folder_markers} folder markers "
-                "skipped)",
-                f"  probed         : {s['probed']} read, {s['carried']} facts reused",
-                f"  accepted       : {s['accepted']} of {s['listed']}",
+                f"  objects listed : {count(s['listed'])}  ({count(s['new'])} new, {count(s['changed'])} changed, "
+                f"{count(s['unchanged'])} unchanged, {count(s['deleted'])} deleted, {count(s['moved'])} moved; "
+                f"{plural(self.folder_markers, 'folder marker')} skipped)",
+                f"  probed         : {count(s['probed'])} read, {count(s['carried'])} facts reused",
+                f"  accepted       : {count(s['accepted'])} of {plural(s['listed'], 'object')}",
                 over_quota,
                 f"  violations     : {rules}",
-                f"  bytes read     : {read:,} of {stored:,} stored ({share}) in {s['requests']} requests",
-                f"  manifest       : {self.manifest}  ({self.manifest_images} images)",
+                f"  bytes read     : {size(read)} of {size(stored)} stored ({share}) in "
+                f"{plural(s['requests'], 'request')}",
+                f"  manifest       : {self.manifest_holds()}",
+                f"                   at {self.manifest}",
                 f"  index          : {self.index}",
-                '  try            : bucket-sync query "' + EXAMPLE_QUERY.format(name=self.connection) + '"',
+                "  try            : the violations and their fixes, with",
+                # On a line of its own, whole: a person pastes it.
+                '    bucket-sync query "' + EXAMPLE_QUERY.format(name=self.connection) + '"',
             ]
             if line is not None
         )
+
+    def manifest_holds(self) -> str:
+        """What the manifest holds, said so: it is CVAT's image manifest, so "accepted 6" beside "4 images" reads as
+        a gap unless the summary says that accepted videos have manifests of their own."""
+        held = f"{plural(self.manifest_images, 'image')} (image manifest"
+        if self.manifest_videos:
+            has = "has its own manifest" if self.manifest_videos == 1 else "have their own manifests"
+            held += f"; {plural(self.manifest_videos, 'video')} {has}"
+        return held + ")"
 
 
 def sync_summary(connection: str, index: IndexAccess, store: StateStore, folder_markers: int = 0) -> SyncSummary:
@@ -74,11 +89,12 @@ def sync_summary(connection: str, index: IndexAccess, store: StateStore, folder_
         if row is None:
             raise LookupError(f"connection '{connection}' has not completed a sync yet")
         # The manifest lists exactly the accepted images the index holds: count them there, not by reading it.
-        images = con.execute(
-            "SELECT count(*) FROM objects o JOIN media m USING (connection, key) "
-            "WHERE o.connection = $c AND NOT o.deleted AND o.accepted AND m.kind = 'image'",
+        images, videos = con.execute(
+            "SELECT count(*) FILTER (WHERE m.kind = 'image'), count(*) FILTER (WHERE m.kind = 'video') "
+            "FROM objects o JOIN media m USING (connection, key) "
+            "WHERE o.connection = $c AND NOT o.deleted AND o.accepted",
             {"c": connection},
-        ).fetchall()[0][0]
+        ).fetchall()[0]
         rules = dict(
             con.execute(
                 "SELECT rule, count(*) FROM violations WHERE connection = $c GROUP BY rule", {"c": connection}
@@ -95,7 +111,8 @@ def sync_summary(connection: str, index: IndexAccess, store: StateStore, folder_
         violations_by_rule={k: int(v) for k, v in rules.items()},
         folder_markers=folder_markers,
         manifest=manifest,
-        manifest_images=images,
+        manifest_images=int(images),
+        manifest_videos=int(videos),
         index=index.location,
         over_quota=int(over_quota),
         over_quota_bytes=int(over_quota_bytes),
@@ -103,7 +120,7 @@ def sync_summary(connection: str, index: IndexAccess, store: StateStore, folder_
 
 
 STATUS_QUERY = """
-SELECT c.name, c.provider, c.location, c.profile, c.detached, c.last_synced,
+SELECT c.name, c.provider, c.location, c.prefix, c.profile, c.detached, c.last_synced,
        (SELECT count(*) FROM objects o WHERE o.connection = c.name AND NOT o.deleted) AS objects,
        (SELECT count(*) FROM objects o WHERE o.connection = c.name AND o.deleted) AS deleted,
        (SELECT count(*) FROM objects o WHERE o.connection = c.name AND NOT o.deleted AND o.accepted) AS accepted,

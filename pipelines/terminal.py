@@ -59,9 +59,17 @@ class LazyConsole:
         self._options = options
         self._console: Console | None = None
 
-    def print(self, *objects: Any, **kwargs: Any) -> None:
+    def _made(self) -> Console:
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        self._console.print(*objects, **kwargs)
+        return self._console
+
+    @property
+    def width(self) -> int:
+        """The terminal's width in columns (COLUMNS when set; 80 when not a terminal)."""
+        return self._made().width
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        self._made().print(*objects, **kwargs)

@@ -11,7 +11,10 @@ SAS tokens travel in request URLs, so every text that leaves this module goes th
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 from azure.core import MatchConditions
@@ -43,6 +46,7 @@ from resources.bucket import (
     RETRY_MAX_BACKOFF_S,
     ConnectionMisconfigured,
     ConnectionStatus,
+    ConnectionTest,
 )
 from resources.catalog import Connection
 from resources.provider_base import CloudBucket, Pages, Secrets, StoreParts, Verdict
@@ -55,6 +59,25 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 
 #: Path variables azure-identity's DefaultAzureCredential reads on its own (client certificate, workload identity).
 AZURE_PATH_VARIABLES = ("AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE")
+
+
+#: The loggers of the Azure SDK that narrate a failed credential chain: DefaultAzureCredential logs, at WARNING, a
+#: dozen lines naming every credential it tried, which with no logging configured go straight to stderr.
+SDK_LOGGERS = ("azure.identity", "azure.core")
+
+
+@contextmanager
+def quiet_sdk_logs() -> Iterator[None]:
+    """Silence the Azure SDK's loggers for a connection test: its verdict says the same in one line, with the fix."""
+    loggers = [logging.getLogger(name) for name in SDK_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def parse_connection_string(text: str) -> dict[str, str]:
@@ -269,9 +292,23 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
             "*.jsonl'), or use a SAS with Read, List, Create and Write (sp=rlcw) on the container"
         )
 
+    def test(self) -> ConnectionTest:
+        with quiet_sdk_logs():
+            return super().test()
+
     def _verdict(self, exc: Exception) -> Verdict | None:
         if isinstance(exc, CredentialUnavailableError):
             return ConnectionStatus.MISCONFIGURED, f"no Azure credential available: {exc}", self._credentials_remedy()
+        if isinstance(exc, ClientAuthenticationError) and exc.response is None:
+            # No token was obtained, so storage was never asked: a credential chain that found nothing to sign in
+            # with (DefaultAzureCredential raises this, not CredentialUnavailableError) is a setting to fix, as GCS
+            # says of missing application default credentials; FORBIDDEN is for what the storage account refuses.
+            said = (exc.message or str(exc)).strip().splitlines() or [type(exc).__name__]  # the rest lists them all
+            return (
+                ConnectionStatus.MISCONFIGURED,
+                f"no Azure credential available for auth.mode {self.auth_mode}: {said[0]}",
+                self._credentials_remedy(),
+            )
         if isinstance(exc, ResourceNotFoundError):
             code = getattr(exc, "error_code", None) or "not found"
             return (

@@ -8,6 +8,7 @@ through the same typer app in process (CliRunner), which is the real CLI without
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -172,9 +173,12 @@ def indexed(synced: Synced) -> Synced:
 
 
 def test_query_still_reads_the_index_under_the_sandbox(indexed: Synced) -> None:
-    done = invoke(indexed.env, "query", "SELECT count(*) AS n FROM objects WHERE connection = 'disk'")
+    sql = "SELECT count(*) AS n FROM objects WHERE connection = 'disk'"
+    done = invoke(indexed.env, "query", sql)
     assert done.exit_code == 0, done.stderr
-    assert re.search(r"│\s*2\s*│", done.stdout), done.stdout
+    assert re.search(r"^\s*n\n─+\n\s*2\n\(1 row\)$", done.stdout.strip(), re.MULTILINE), done.stdout
+    as_json = invoke(indexed.env, "query", sql, "--json")
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout) == [{"n": 2}], as_json.stdout
 
 
 def attacks(tmp: Path, index: Path) -> dict[str, str]:

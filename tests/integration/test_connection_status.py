@@ -6,7 +6,8 @@ What each emulator can provoke:
 - Azure (Azurite): every status; FORBIDDEN for a wrong account key and for a SAS without List (sp=r).
 - GCS (fake-gcs-server): no credential checks at all, so FORBIDDEN cannot be provoked; the others can.
 MISCONFIGURED comes from `from_connection` (an unset variable raises ConnectionMisconfigured, which the caller turns
-into the status) and from catalog validation (a bad name); GCS's default mode without ADC yields it from test().
+into the status) and from catalog validation (a bad name); GCS's default mode without ADC, and Azure's without any
+credential to sign in with, yield it from test().
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import logging
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -290,6 +292,43 @@ def test_azure_unset_variable_is_misconfigured(
     monkeypatch.delenv("TEST_AZ_UNSET", raising=False)
     with pytest.raises(ConnectionMisconfigured, match=rf"TEST_AZ_UNSET \(named by {variable}\)"):
         open_bucket(azure_connection("az-unset", "media", azurite, auth))
+
+
+#: What azure-identity's DefaultAzureCredential reads to find a credential: none of them may be set for the test below.
+AZURE_IDENTITY_VARIABLES = (
+    "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME",
+    "AZURE_PASSWORD", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "MSI_ENDPOINT",
+)  # fmt: skip
+
+
+def test_azure_default_mode_without_credentials_is_misconfigured_and_quiet(
+    azurite: Server,
+    azure_connection: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+):
+    """As GCS's default mode without ADC: no credential to sign in with is a setting to fix (MISCONFIGURED, with
+    `az login`), not a refusal by the storage account (FORBIDDEN); and azure-identity's dozen lines naming every
+    credential it tried stay out of stderr and the log. The endpoint is https (a bearer token is never sent over
+    http) on a port where nothing listens: the token is sought first, so storage is never reached."""
+    for variable in AZURE_IDENTITY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no az CLI, azd or shared token cache to sign in with
+    conn = azure_connection("az-default", "media", azurite, {"mode": "default"})
+    endpoint = closed_endpoint().replace("http://", "https://") + "/devstoreaccount1"
+    conn = conn.model_copy(update={"options": {**conn.options, "endpoint": endpoint}})
+    levels = {name: logging.getLogger(name).level for name in ("azure.identity", "azure.core")}
+    caplog.set_level(logging.DEBUG)
+
+    result = open_bucket(conn).test()
+
+    assert_status(result, ConnectionStatus.MISCONFIGURED, "az login", "AZURE_CLIENT_ID")
+    assert "auth.mode default" in result.detail and "\n" not in result.detail, result.detail
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("azure.identity")] == []
+    assert "DefaultAzureCredential" not in capfd.readouterr().err
+    assert {name: logging.getLogger(name).level for name in levels} == levels  # restored after the test
 
 
 # --- GCS against fake-gcs-server ---------------------------------------------------------------------------------

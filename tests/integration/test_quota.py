@@ -17,6 +17,7 @@ from dagster import AssetCheckSeverity, DagsterInstance
 
 from assets.snapshots import BaselineState
 from demo import synth
+from pipelines.figures import size
 from pipelines.runner import SyncOutcome, run_sync
 from pipelines.summary import sync_summary
 from resources.index_resource import MediaIndex
@@ -99,7 +100,7 @@ def test_a_sync_over_max_objects_indexes_up_to_it_and_reports_the_rest(
     lines = workspace.manifest(name).splitlines()[2:]
     assert [json.loads(line)["name"] for line in lines] == [k.removeprefix(PREFIX)[:-4] for k in keys[:K]]
     rendered = sync_summary(name, workspace.index, workspace.state_store).render()
-    assert f"over quota     : {N - K} skipped ({over_bytes:,} bytes)" in rendered
+    assert f"over quota     : {N - K} skipped ({size(over_bytes)})" in rendered
 
 
 @pytest.mark.parametrize("test_bucket", ["local"], indirect=True)  # admission order does not depend on the provider

@@ -38,5 +38,5 @@ def test_syncing_a_local_connection_imports_no_cloud_sdk(workspace: Workspace, t
     code, modules, output = run_cli(env, "sync", "disk", "--quiet", timeout=300)
     loaded = sorted(modules & set(CLOUD))
     assert code == 0, output
-    assert "accepted       : 1 of 1" in output
+    assert "accepted       : 1 of 1 object\n" in output
     assert loaded == [], f"a sync of a local connection imported {loaded}"

@@ -87,8 +87,8 @@ def test_a_change_after_unchanged_resyncs_is_written_and_a_renamed_object_is_jud
         assert run_sync(NAME, dagster_instance, log_level="WARNING").ok
     manifest = workspace.manifest(NAME)
 
-    bucket.move("a/rotated.jpg", "moved/rotated.jpg")  # same file name: its finding travels as it is
-    bucket.move("b/rotated.jpg", "b/renamed.jpg")  # a new file name: judged again, the fix names the new file
+    bucket.move("a/rotated.jpg", "moved/rotated.jpg")  # same file name: same finding, its fix names the new key
+    bucket.move("b/rotated.jpg", "b/renamed.jpg")  # a new file name: judged again, the fix names the new key
     assert run_sync(NAME, dagster_instance, log_level="WARNING").ok
 
     found = dict(
@@ -97,7 +97,8 @@ def test_a_change_after_unchanged_resyncs_is_written_and_a_renamed_object_is_jud
         )
     )
     assert found.keys() == {"moved/rotated.jpg", "b/renamed.jpg"}
-    assert "rotated.jpg" in found["moved/rotated.jpg"] and "renamed.jpg" in found["b/renamed.jpg"]
+    assert "moved/rotated.jpg" in found["moved/rotated.jpg"] and "a/rotated" not in found["moved/rotated.jpg"]
+    assert "b/renamed.jpg" in found["b/renamed.jpg"]
     assert workspace.query(
         "SELECT moved, probed, carried FROM syncs WHERE connection = $c ORDER BY finished_at DESC LIMIT 1", {"c": NAME}
     ) == [(2, 0, 3)]

@@ -1,4 +1,4 @@
-"""`bucket-sync --help`, `status` and `query` answer without importing Dagster, pyarrow, obstore or a cloud SDK.
+"""`bucket-sync --help`, `status`, `query` and `tables` (and `--json`) need no Dagster, pyarrow, obstore or cloud SDK.
 
 Importing Dagster alone costs seconds of CPU and a hundred MB: a person asking for help or for the state of the index,
 and a script polling `status` in CI, must not pay for it. Each code path runs in a fresh interpreter (this test process
@@ -62,6 +62,10 @@ def run_cli(env: dict[str, str], *args: str) -> tuple[int, list[str], str]:
         pytest.param(("sync", "--help"), id="sync-help"),
         pytest.param(("status",), id="status"),
         pytest.param(("query", "SELECT name, profile FROM connections"), id="query"),
+        pytest.param(("status", "--json"), id="status-json"),
+        pytest.param(("query", "SELECT name, profile FROM connections", "--json"), id="query-json"),
+        pytest.param(("tables",), id="tables"),
+        pytest.param(("tables", "--json"), id="tables-json"),
     ],
 )
 def test_help_status_and_query_import_no_dagster_arrow_or_sdk(env: dict[str, str], args: tuple[str, ...]) -> None:
@@ -70,8 +74,10 @@ def test_help_status_and_query_import_no_dagster_arrow_or_sdk(env: dict[str, str
     assert loaded == [], f"`bucket-sync {' '.join(args)}` imported {loaded}"
     if args[0] in ("status", "query"):
         assert "disk" in output and "strict" in output, output
-    if args[0] == "status":  # the catalog's names still tell which connections left it
+    if args == ("status",):  # the catalog's names still tell which connections left it
         assert "old (detached)" in output and "disk (detached)" not in output, output
+    if args[0] == "tables":
+        assert "violations" in output and "remediation" in output, output
 
 
 def test_status_still_answers_when_the_catalog_is_broken(env: dict[str, str]) -> None:

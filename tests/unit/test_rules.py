@@ -114,7 +114,7 @@ def test_gif_is_rejected_by_strict_only() -> None:
     [violation] = judge(image("gif"), "anim/loop.gif", "strict")
     assert violation.rule == "supported_format"
     assert violation.message == "image format gif is not accepted by strict (accepted: bmp, jpeg, png, tiff, webp)"
-    assert violation.remediation == "mogrify -format jpg loop.gif"
+    assert violation.remediation == "mogrify -format jpg anim/loop.gif"
     assert judge(image("gif"), "anim/loop.gif", "cvat") == []
 
 
@@ -124,7 +124,7 @@ def test_mov_is_rejected_by_strict_only() -> None:
     assert violation.rule == "supported_format"
     assert violation.message == "video format mov is not accepted by strict (accepted: mp4)"
     assert violation.remediation == (
-        "ffmpeg -i 'take 1.mov' -c:v libx264 -pix_fmt yuv420p -brand mp42 'take 1-fixed.mp4'"
+        "ffmpeg -i 'clips/take 1.mov' -c:v libx264 -pix_fmt yuv420p -brand mp42 'clips/take 1-fixed.mp4'"
     )
     assert judge(facts, "clips/take 1.mov", "cvat") == []
 
@@ -134,14 +134,14 @@ def test_extension_that_lies_about_the_content(profile: str) -> None:
     [violation] = judge(image("png"), "scans/page.JPG", profile)
     assert violation.rule == "supported_format"
     assert violation.message == "the name ends in .jpg but the content is png"
-    assert violation.remediation == "mv page.JPG page.png"
+    assert violation.remediation == "mv scans/page.JPG scans/page.png"
 
 
 def test_extension_that_lies_and_an_unsupported_format_together() -> None:
     [violation] = judge(image("gif"), "x/a.png", "strict")
     assert violation.message.startswith("image format gif is not accepted by strict")
     assert violation.message.endswith("; the name ends in .png but the content is gif")
-    assert violation.remediation == "mogrify -format jpg a.png"
+    assert violation.remediation == "mogrify -format jpg x/a.png"
 
 
 @pytest.mark.parametrize("profile", ["strict", "cvat"])
@@ -182,6 +182,14 @@ def test_extension_mismatch_quotes_keys_for_the_shell() -> None:
 def test_mp4_and_mov_extensions_are_one_family() -> None:
     assert judge(video("mp4", brand="mp42"), "a.mov", "cvat") == []
     assert judge(video("mov", brand="qt  "), "a.mp4", "cvat") == []
+
+
+def test_fixes_name_the_full_key_with_its_folders_and_prefix() -> None:
+    """A fix names the object as the bucket does (prefix and folders included), so it can be pasted as it is."""
+    [violation] = judge(image(orientation=6), "data/2024/trip/IMG 7.jpg", "strict")
+    assert violation.remediation.startswith("mogrify -auto-orient 'data/2024/trip/IMG 7.jpg' ")
+    [clip] = judge(video(brand="isom"), "data/x/c.mp4", "strict")
+    assert clip.remediation == "ffmpeg -i data/x/c.mp4 -c:v libx264 -pix_fmt yuv420p -brand mp42 data/x/c-fixed.mp4"
 
 
 def test_heic_is_unsupported_everywhere_and_converted_with_libheif() -> None:
@@ -230,8 +238,8 @@ def test_exif_orientation_in_strict(orientation: int, meaning: str) -> None:
     assert violation.message == (
         f"EXIF orientation {orientation} ({meaning}); Vi rejects images whose orientation is not 1"
     )
-    assert violation.remediation.startswith("mogrify -auto-orient 'my photo.jpg' ")
-    assert "exiftool -Orientation= -overwrite_original 'my photo.jpg'" in violation.remediation
+    assert violation.remediation.startswith("mogrify -auto-orient 'people/my photo.jpg' ")
+    assert "exiftool -Orientation= -overwrite_original 'people/my photo.jpg'" in violation.remediation
     assert judge(image(orientation=orientation), "people/my photo.jpg", "cvat") == []
 
 
@@ -253,7 +261,9 @@ def test_mp4_brand_in_strict(brand: str) -> None:
     [violation] = judge(video(brand=brand), "videos/clip.mp4", "strict")
     assert violation.rule == "mp4_brand"
     assert violation.message == f"MP4 major brand is {brand!r}; Vi requires 'mp42'"
-    assert violation.remediation == "ffmpeg -i clip.mp4 -c:v libx264 -pix_fmt yuv420p -brand mp42 clip-fixed.mp4"
+    assert violation.remediation == (
+        "ffmpeg -i videos/clip.mp4 -c:v libx264 -pix_fmt yuv420p -brand mp42 videos/clip-fixed.mp4"
+    )
     assert judge(video(brand=brand), "videos/clip.mp4", "cvat") == []
 
 
@@ -284,7 +294,7 @@ def test_file_names_are_shell_quoted() -> None:
     key = "evil/$(rm -rf ~); x.mp4"
     [violation] = judge(video(brand="isom"), key, "strict")
     argv = shlex.split(violation.remediation)
-    assert argv[:3] == ["ffmpeg", "-i", "$(rm -rf ~); x.mp4"]
+    assert argv[:3] == ["ffmpeg", "-i", "evil/$(rm -rf ~); x.mp4"]
 
 
 def test_manifest_size_uses_displayed_size_only_for_cvat() -> None:

@@ -80,3 +80,39 @@ def test_values_in_url_and_connection_string_context_are_scrubbed(text: str, sec
 )
 def test_url_user_info_is_scrubbed(text: str, expected: str) -> None:
     assert scrub(text) == expected
+
+
+def _shipped_advice() -> list[str]:
+    """Every remedy the providers ship, and the Azure advice that quotes SAS permissions (CORS and write probes)."""
+    from resources.settings import azure, gcs
+
+    return [
+        *azure.AUTH_REMEDY.values(),
+        azure.ROLE_REMEDY,
+        *gcs.AUTH_REMEDY.values(),
+        "or use an account SAS with service-level read (ss=b srt=s sp=r); a sync does not need it",
+        "or use a SAS with Read, List, Create and Write (sp=rlcw) on the container",
+    ]
+
+
+@pytest.mark.parametrize("advice", _shipped_advice())
+def test_every_shipped_remedy_survives_scrubbing_whole(advice: str) -> None:
+    """The connection test prints its remedy through `scrub`: "(sp=rl)" must not come out as "(sp=***"."""
+    assert scrub(advice) == advice
+    assert scrub(f"FORBIDDEN: {advice}\n  what to do: {advice}") == f"FORBIDDEN: {advice}\n  what to do: {advice}"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "sv=2024-11-04&ss=b&srt=co&sp=rl&se=2026-12-31T00:00:00Z&st=2026-01-01T00:00:00Z&spr=https&sig=QWxhZGRpbg%3D%3D",
+        "?sv=2024-11-04&sp=rl&sig=QWxhZGRpbg%3D%3D",
+        "se=2026-12-31&sp=rl&sv=2024-11-04&sr=c&sig=QWxhZGRpbg%3D%3D",
+    ],
+)
+def test_a_sas_token_beside_the_advice_loses_its_signature_and_the_advice_stays(token: str) -> None:
+    advice = "issue a SAS with Read and List (sp=rl) on the container"
+    text = f"GET https://acct.blob.core.windows.net/c?restype=container&{token.lstrip('?')} failed: {advice}"
+    cleaned = scrub(text)
+    assert "QWxhZGRpbg" not in cleaned and cleaned.endswith(advice), cleaned
+    assert "sig=***" in cleaned
