@@ -1,6 +1,9 @@
 """Run the sync job for one connection in this process, against a given Dagster instance.
 
 The CLI and the integration tests both go through here, so what a test proves is what `bucket-sync sync` does.
+The run is created from the workspace's code location (pipelines/origin.py), as a launch from the UI creates it, and
+then executed here by Dagster's own run execution: so it is listed under the job and on the Overview, and the UI can
+re-execute it. Only who executes it differs.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, ExecuteInProcessResult
+from dagster import AssetKey, DagsterEventType, DagsterInstance
+from dagster._core.execution.execution_result import ExecutionResult
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from assets.overlap import process_tags, reap_dead_runs
 from assets.partitions import connections_partitions
@@ -17,7 +22,7 @@ from assets.partitions import connections_partitions
 
 @dataclass
 class SyncOutcome:
-    result: ExecuteInProcessResult
+    result: ExecutionResult
     blocked_by: str | None = None
     failures: list[str] = field(default_factory=list)
 
@@ -64,22 +69,27 @@ def run_sync(
     `probe` overrides media_probes' config (concurrency, checkpoint_rows); `index_wait_s` how long the index step
     waits for another process's lock on the index before it fails.
     """
-    from pipelines.definitions import defs
+    from dagster._core.execution.api import execute_run
+
+    from pipelines.origin import located_job
 
     # A run of this host that was killed must not hold the index pool slot this run is about to wait for.
     reap_dead_runs(instance)
     if not instance.has_dynamic_partition(connections_partitions.name, name):
         instance.add_dynamic_partitions(connections_partitions.name, [name])
-    result = defs.resolve_job_def("sync_connection").execute_in_process(
-        partition_key=name,
-        instance=instance,
+    located = located_job("sync_connection")
+    job_def = located.job.get_definition()
+    run = instance.create_run_for_job(
+        job_def=job_def,
         run_config=sync_run_config(
             full=full, allow_collapse=allow_collapse, log_level=log_level, probe=probe, index_wait_s=index_wait_s
         ),
-        raise_on_error=False,
-        tags={**process_tags(), **(tags or {})},
-        asset_selection=[AssetKey(a) for a in only] if only else None,
+        tags={**job_def.run_tags, PARTITION_NAME_TAG: name, **process_tags(), **(tags or {})},
+        asset_selection=frozenset(AssetKey(a) for a in only) if only else None,
+        remote_job_origin=located.remote_origin,
+        job_code_origin=located.job.get_python_origin(),
     )
+    result = execute_run(located.job, run, instance)
     outcome = SyncOutcome(result)
     for event in result.all_events:
         if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
