@@ -70,6 +70,7 @@ def run_sync(
     waits for another process's lock on the index before it fails.
     """
     from dagster._core.execution.api import execute_run
+    from dagster._core.utils import make_new_run_id
 
     from pipelines.origin import located_job
 
@@ -79,12 +80,14 @@ def run_sync(
         instance.add_dynamic_partitions(connections_partitions.name, [name])
     located = located_job("sync_connection")
     job_def = located.job.get_definition()
+    run_id = make_new_run_id()
     run = instance.create_run_for_job(
         job_def=job_def,
+        run_id=run_id,
         run_config=sync_run_config(
             full=full, allow_collapse=allow_collapse, log_level=log_level, probe=probe, index_wait_s=index_wait_s
         ),
-        tags={**job_def.run_tags, PARTITION_NAME_TAG: name, **process_tags(), **(tags or {})},
+        tags={**job_def.run_tags, PARTITION_NAME_TAG: name, **process_tags(run_id), **(tags or {})},
         asset_selection=frozenset(AssetKey(a) for a in only) if only else None,
         remote_job_origin=located.remote_origin,
         job_code_origin=located.job.get_python_origin(),
