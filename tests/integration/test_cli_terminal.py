@@ -158,3 +158,18 @@ def test_a_blocked_sync_says_why_without_a_wall_of_errors(workspace: Workspace, 
     assert "`bucket-sync sync disk --allow-collapse`" in lines[-1]
     assert not [line for line in lines if line.startswith("error")], lines
     assert "Traceback" not in blocked.stderr and len(lines) <= 4, lines
+
+
+def test_an_error_no_command_expected_is_one_line_unless_verbose(
+    workspace: Workspace, disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BUCKET_SYNC_EXECUTOR", "bogus")  # fails as the definitions load, inside the run's set-up
+    done = piped(workspace, "sync", "disk")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: ExecutorChoiceError: BUCKET_SYNC_EXECUTOR='bogus' is not an executor bucket-sync knows; use one of: "
+        "in_process, multiprocess, celery, k8s (unset means in_process) (run again with -v, or BUCKET_SYNC_VERBOSE=1, "
+        "for the stack trace)"
+    ]
+    verbose = piped(workspace, "sync", "disk", "-v")
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
