@@ -74,7 +74,7 @@ class LiveView:
         self._status: TaskID | None = None
         self._tasks: dict[str, TaskID] = {}
         self._lock = threading.Lock()
-        self._bar = bar and not verbose and sys.stderr.isatty()
+        self._bar = bar and not verbose and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
     # -- lifetime ---------------------------------------------------------------------------------------------------
 
@@ -82,8 +82,13 @@ class LiveView:
         from rich.console import Console
 
         # A copy of stderr's descriptor: Dagster's compute-log capture re-points descriptor 2 while a step runs.
-        self._stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8", errors="replace")
-        self._console = Console(file=self._stream, highlight=False, soft_wrap=False)
+        try:
+            fd = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):  # stderr is no file (a test harness): no capture to escape
+            fd = None
+        if fd is not None:
+            self._stream = os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace")
+        self._console = Console(file=self._stream or sys.stderr, highlight=False, soft_wrap=False)
         if self._bar:
             from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
