@@ -15,6 +15,7 @@ from assets.listing import object_listing
 from assets.manifest import cvat_manifest
 from assets.partitions import connections_partitions
 from assets.probes import media_probes
+from assets.progress import Progress
 from assets.publish import publish
 from assets.snapshots import ListingState, SnapshotKeys
 from media.rules import get_profile
@@ -76,7 +77,8 @@ def media_index(
         skipped = scratch / "skipped.parquet"
         if state_store.fetch(keys.skipped, skipped):
             snapshot = replace(snapshot, skipped=skipped)
-        counts, new_violations = _apply(context, conn, catalog, index, state, snapshot)
+        with Progress(context.log, f"writing the index for '{name}'", total=None, heartbeat=True):
+            counts, new_violations = _apply(context, conn, catalog, index, state, snapshot)
     publish(state_store, name, context.run.run_id)
     context.log.info(f"'{name}': index updated at {index.location}; manifest published to {state_store.location}")
     in_bucket: dict[str, MetadataValue] = {}

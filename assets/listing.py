@@ -23,6 +23,7 @@ from pydantic import Field
 
 from assets.overlap import active_syncs
 from assets.partitions import connections_partitions
+from assets.progress import Progress
 from assets.publish import recover
 from assets.quota import admit
 from assets.snapshots import ListingState, SnapshotKeys
@@ -77,9 +78,13 @@ def media_only(batch: pa.RecordBatch, conn: Connection, stats: Counter[str]) -> 
     return batch
 
 
-def media_batches(bucket: Bucket, conn: Connection, stats: Counter[str]) -> Iterator[pa.RecordBatch]:
-    """The provider listing, media keys only."""
+def media_batches(
+    bucket: Bucket, conn: Connection, stats: Counter[str], progress: Progress | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The provider listing, media keys only; each provider page counted on `progress` as it arrives."""
     for batch in bucket.iter_listing(conn.prefix):
+        if progress is not None:
+            progress.advance(batch.num_rows, pages=1)
         batch = media_only(batch, conn, stats)
         if batch.num_rows:
             yield batch
@@ -152,11 +157,11 @@ def row_groups(batches: Iterator[pa.RecordBatch], rows: int = ROW_GROUP_ROWS) ->
         yield pa.Table.from_batches(pending, schema=LISTING_SCHEMA)
 
 
-def write_listing(bucket: Bucket, conn: Connection, target: Path) -> dict[str, Any]:
+def write_listing(bucket: Bucket, conn: Connection, target: Path, progress: Progress | None = None) -> dict[str, Any]:
     """Stream the media-eligible listing into Parquet. Returns what it saw."""
     stats: Counter[str] = Counter()
     with atomic_path(target) as tmp, pq.ParquetWriter(tmp, LISTING_SCHEMA) as writer:
-        for group in row_groups(summarize(media_batches(bucket, conn, stats), stats)):
+        for group in row_groups(summarize(media_batches(bucket, conn, stats, progress), stats)):
             writer.write_table(group, row_group_size=group.num_rows)
     # Arrow's allocator keeps freed pages for reuse; the diff that follows runs in DuckDB, which cannot use them.
     pa.default_memory_pool().release_unused()
@@ -325,7 +330,8 @@ def object_listing(
         listing, baseline = scratch / "listing.parquet", scratch / "baseline.parquet"
         changes = scratch / "changes.parquet"
         state_store.fetch(keys.baseline, baseline)
-        seen = write_listing(bucket, conn, listing)
+        with Progress(context.log, f"listing '{name}'", total=None) as progress:
+            seen = write_listing(bucket, conn, listing, progress)
         gaps = bucket.listing_gaps()
         kept = keep_unread_parts(listing, baseline, gaps)
         if gaps:

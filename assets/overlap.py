@@ -6,6 +6,8 @@ fails them when their worker dies, and the daemon frees the pool slots of finish
 and no daemon behind them, so they carry their host and PID as tags: `reap_dead_runs` marks a run with those tags
 whose process no longer exists as failed, and frees every pool slot still claimed by a run that has ended. Without
 it, a SIGKILL while `media_index` holds the `duckdb_index` slot would block every later sync of every connection.
+The tags name the run they were made for too: a re-execution from the UI copies its parent's tags, and its own worker,
+not the CLI process that ran the parent, is what tells whether it lives.
 """
 
 import os
@@ -17,6 +19,7 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 HOST_TAG = "bucket-sync/host"
 PID_TAG = "bucket-sync/pid"
+RUN_TAG = "bucket-sync/pid-of-run"
 
 ACTIVE = [
     DagsterRunStatus.QUEUED,
@@ -27,15 +30,18 @@ ACTIVE = [
 ]
 
 
-def process_tags() -> dict[str, str]:
-    """Tags that let a later run tell whether this in-process run is still alive."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+def process_tags(run_id: str | None = None) -> dict[str, str]:
+    """Tags that let a later run tell whether this in-process run (`run_id`, when known) is still alive."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    return {**tags, RUN_TAG: run_id} if run_id else tags
 
 
 def _process_gone(run: DagsterRun) -> bool:
-    host, pid = run.tags.get(HOST_TAG), run.tags.get(PID_TAG)
+    host, pid, owner = run.tags.get(HOST_TAG), run.tags.get(PID_TAG), run.tags.get(RUN_TAG)
     if host != socket.gethostname() or not (pid and pid.isdigit()):
         return False  # not ours to judge: another machine, or a run the daemon's monitoring watches
+    if owner is not None and owner != run.run_id:
+        return False  # tags copied from the parent by a re-execution: a run worker executes this one
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

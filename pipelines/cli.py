@@ -25,6 +25,8 @@ from pipelines.terminal import LazyConsole, plain, printable
 from resources.secrets import scrub
 
 if TYPE_CHECKING:
+    from pipelines.live import LiveView
+    from pipelines.runner import SyncOutcome
     from resources.catalog import Connection
     from resources.index import IndexAccess
 
@@ -56,6 +58,9 @@ READER_LOCK_WAIT_S = 3.0
 
 def _fail(message: str, code: int = 2, *, multiline: bool = False) -> None:
     """Print one error and exit; the message is escaped, since keys, SQL and provider errors land in it."""
+    live = sys.modules.get("pipelines.live")  # loaded only by a sync: its bar must not draw over the error
+    if live is not None:
+        live.stop_active()
     err.print(f"[bold red]error:[/] {plain(scrub(message), multiline=multiline)}", highlight=False)
     raise typer.Exit(code)
 
@@ -95,21 +100,55 @@ def _connection(name: str) -> Connection:
         raise
 
 
-def _sync(name: str, *, full: bool = False, allow_collapse: bool = False, quiet: bool = False) -> bool:
-    """Run the sync job in process against the local instance; False when listing_collapse blocked it."""
+VERBOSE_HELP = "Print Dagster's full run log, with stack traces; without it, a failure is one line: cause and fix."
+
+
+def _live_view(*, quiet: bool, verbose: bool, lines: int | None = None) -> LiveView:
+    """The terminal view of a sync, started before Dagster is imported so a person sees it begin at once."""
+    import logging
+
+    from pipelines.live import LiveView
+
+    level = lines if lines is not None else logging.WARNING if quiet else logging.INFO
+    # A live bar on a terminal; elsewhere (CI, a pipe) the steps' own lines, which say the same in words.
+    on_tty = sys.stderr.isatty()
+    return LiveView(bar=not quiet, line_level=max(level, logging.WARNING) if on_tty else level, verbose=verbose)
+
+
+def _sync(
+    name: str, view: LiveView, *, full: bool = False, allow_collapse: bool = False, verbose: bool = False
+) -> SyncOutcome:
+    """Run the sync job in this process against the local instance, drawing its progress on `view`."""
+    from assets.progress import watching
     from pipelines.instance import local_instance
     from pipelines.runner import run_sync
 
-    os.environ.setdefault("BUCKET_SYNC_PROGRESS", "bar")
-    outcome = run_sync(
-        name, local_instance(), full=full, allow_collapse=allow_collapse, log_level="WARNING" if quiet else "INFO"
-    )
+    # Dagster's console log prints each failure with its stack trace, and every skipped step after it as an error:
+    # the view prints the run's messages as single lines instead, and the CLI ends with the cause. -v restores it.
+    with watching(view.on_progress):
+        return run_sync(
+            name,
+            local_instance(),
+            full=full,
+            allow_collapse=allow_collapse,
+            log_level="INFO" if verbose else "CRITICAL",
+            on_event=view.on_event,
+        )
+
+
+def _conclude(name: str, outcome: SyncOutcome) -> bool:
+    """After the view is gone: False when listing_collapse blocked the sync; a failure exits with its cause last."""
     if outcome.blocked_by:
-        err.print(f"[bold red]blocked:[/] {plain(scrub(outcome.blocked_by))}", highlight=False)
+        err.print(f"[bold red]blocked:[/] {plain(scrub(outcome.blocked_by.replace('NAME', name)))}", highlight=False)
         return False
     if not outcome.ok:
-        failures = (printable(failure, multiline=True) for failure in outcome.failures)
-        _fail(f"sync of '{name}' failed (run {outcome.result.run_id}):\n" + "\n".join(failures), multiline=True)
+        failed = list(zip(outcome.failed_steps, outcome.failures, strict=True))
+        if not failed:  # a run that failed outside any step (an executor or a resource that would not start)
+            failed = [("the run", "Dagster reported a failure outside the steps; run again with -v to see it")]
+        for step, cause in failed[1:]:  # the first failure is the cause of the others: it goes last
+            err.print(f"[red]also:[/] {plain(step)} failed: {plain(scrub(cause))}", highlight=False)
+        step, cause = failed[0]
+        _fail(f"sync of '{name}' failed in {step}: {cause} (run {outcome.run_id}; -v prints Dagster's full log)")
     return True
 
 
@@ -128,8 +167,10 @@ def _print_summary(name: str) -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False) -> None:
     """Make the demo dataset if missing, sync the `demo` connection, and print a summary."""
+    import logging
+
     conn = _connection("demo")
     root = Path(conn.root or "")
     root = root if root.is_absolute() else Path(conn.base_dir) / root
@@ -141,7 +182,9 @@ def demo() -> None:
             raise
         written = write_demo_dataset(root)
         out.print(f"wrote the demo dataset: {len(written)} objects in {printable(str(root))}", markup=False)
-    if _sync("demo", quiet=True):
+    with _live_view(quiet=False, verbose=verbose, lines=logging.WARNING) as view:
+        outcome = _sync("demo", view, verbose=verbose)
+    if _conclude("demo", outcome):
         _print_summary("demo")
         out.print("Open the Dagster UI on the same instance with: make ui")
 
@@ -153,11 +196,16 @@ def sync(
     allow_collapse: Annotated[
         bool, typer.Option("--allow-collapse", help="Accept a listing that lost more than half of the last one.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and the summary.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or lines: only warnings, errors and the summary.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Sync one connection: list, probe what changed, judge, write the manifest and the index."""
-    _connection(name)
-    if not _sync(name, full=full, allow_collapse=allow_collapse, quiet=quiet):
+    with _live_view(quiet=quiet, verbose=verbose) as view:
+        _connection(name)
+        outcome = _sync(name, view, full=full, allow_collapse=allow_collapse, verbose=verbose)
+    if not _conclude(name, outcome):
         raise typer.Exit(EXIT_BLOCKED)
     _print_summary(name)
 
@@ -354,8 +402,28 @@ def tables(
         out.print(table)
 
 
+def _verbose_requested() -> bool:
+    return bool({"-v", "--verbose"} & set(sys.argv[1:])) or os.environ.get("BUCKET_SYNC_VERBOSE") == "1"
+
+
 def main() -> None:
-    app()
+    """The `bucket-sync` command. An error no command turned into advice still ends in one line, not a traceback,
+    unless -v (or BUCKET_SYNC_VERBOSE=1) asks for the stack trace."""
+    try:
+        app()
+    except Exception as exc:
+        if _verbose_requested():
+            raise
+        live = sys.modules.get("pipelines.live")
+        if live is not None:
+            live.stop_active()
+        text = " ".join(scrub(str(exc)).split())
+        err.print(
+            f"[bold red]error:[/] {plain(type(exc).__name__)}: {plain(text)} (run again with -v, or "
+            "BUCKET_SYNC_VERBOSE=1, for the stack trace)",
+            highlight=False,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

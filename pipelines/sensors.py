@@ -42,9 +42,10 @@ def sync_in_flight(instance: DagsterInstance, name: str) -> bool:
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
-        "Adds every catalog connection as a partition, and frees the index pool slots of runs whose process died. "
-        "Removing an entry never deletes its partition's history or its index rows: the next sync of any connection "
-        "flags it as detached in the index (sensors never write the index)."
+        "Adds every catalog connection as a partition, and removes the partitions of connections no longer in the "
+        "catalog, so the asset graph shows what the catalog holds; and frees the index pool slots of runs whose "
+        "process died. Removing an entry never deletes its runs or its index rows: `bucket-sync status` shows it as "
+        "detached, and adding it back brings its partition back (sensors never write the index)."
     ),
 )
 def connection_registry(context: SensorEvaluationContext, catalog: CatalogResource) -> SensorResult | SkipReason:
@@ -57,13 +58,23 @@ def connection_registry(context: SensorEvaluationContext, catalog: CatalogResour
         return SkipReason(f"catalog is invalid, partitions left as they are:\n{exc}")
     known = set(context.instance.get_dynamic_partitions(connections_partitions.name))
     added = [n for n in names if n not in known]
+    # A partition of a connection that left the catalog (or was synced once with a scratch catalog) would stay in the
+    # live view for good, red if its last run failed. Dropping the partition is said once, here; its run history
+    # and its index rows stay.
     detached = sorted(known - set(names))
-    if detached:
-        context.log.info(f"detached (kept, no longer in the catalog): {', '.join(detached)}")
-    if not added:
+    if not added and not detached:
         return SkipReason(f"all {len(names)} catalog connections are partitions already")
-    context.log.info(f"adding partitions: {', '.join(added)}")
-    return SensorResult(dynamic_partitions_requests=[connections_partitions.build_add_request(added)])
+    requests = []
+    if added:
+        context.log.info(f"adding partitions: {', '.join(added)}")
+        requests.append(connections_partitions.build_add_request(added))
+    if detached:
+        context.log.info(
+            f"detached (no longer in the catalog): {', '.join(detached)}; their partitions leave the asset graph, "
+            "their runs and index rows are kept"
+        )
+        requests.append(connections_partitions.build_delete_request(detached))
+    return SensorResult(dynamic_partitions_requests=requests)
 
 
 @sensor(

@@ -210,7 +210,9 @@ class CloudBucket(PagedListing):
                 yield batch_from_rows(rows), next_token
         except (*self.sdk_errors, OSError) as exc:
             raise ListingFailed(
-                f"connection '{self.connection}': listing {self._listing_failed(prefix)}: {scrub(str(exc))}"
+                f"connection '{self.connection}': listing {self._listing_failed(prefix)}: {scrub(str(exc))}; "
+                f"check the endpoint, the network and the credentials with `bucket-sync test {self.connection}`, "
+                "then sync again"
             ) from None
 
     # --- reads -----------------------------------------------------------------------------------------------

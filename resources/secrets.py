@@ -49,6 +49,9 @@ _PEM_PRIVATE_KEY = re.compile(
     r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----(?:[A-Za-z0-9+/=\s]|\\+[nr])*(?:-----END \1-----)?"
 )
 
+#: The packages whose errors are written for people (cause and fix): their text leads a step's failure as it is.
+OWN_PACKAGES = frozenset({"assets", "checks", "media", "pipelines", "resources"})
+
 #: Environment variable names: what the catalog must hold in place of a secret.
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -231,10 +234,13 @@ def _scrubbed_failure(exc: BaseException) -> Failure:
             metadata={k: _scrub_metadata_value(v) for k, v in exc.metadata.items()},
             allow_retries=exc.allow_retries,
         )
-    text = scrub(str(exc))
+    text = " ".join(scrub(str(exc)).split())  # one line: the UI and the CLI's last line show the same sentence
     stack = scrub("".join(traceback.format_tb(exc.__traceback__)))
+    # Our own errors are written as a sentence of cause and fix, which should lead; a library's error (OSError,
+    # KeyError) says little without its class name.
+    ours = type(exc).__module__.split(".")[0] in OWN_PACKAGES
     return Failure(
-        description=f"{type(exc).__name__}: {text}" if text else type(exc).__name__,
+        description=text if ours and text else f"{type(exc).__name__}: {text}" if text else type(exc).__name__,
         metadata={"error_class": MetadataValue.text(type(exc).__name__), "stack": MetadataValue.text(stack)},
     )
 

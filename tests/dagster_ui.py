@@ -118,6 +118,20 @@ class DagsterUI:
             raise GraphQLError(f"launchPartitionBackfill: {outcome}")
         return outcome["backfillId"]
 
+    def reexecute(self, parent_run_id: str, strategy: str = "ALL_STEPS") -> str:
+        """Re-execute a run, as its "Re-execute all" button does; returns the new run's id."""
+        data = self.query(
+            "mutation($p: ReexecutionParams!) { launchRunReexecution(reexecutionParams: $p) { __typename "
+            "... on LaunchRunSuccess { run { runId } } ... on PythonError { message stack } "
+            "... on RunConfigValidationInvalid { errors { message } } ... on InvalidStepError { invalidStepKey } "
+            "... on InvalidSubsetError { message } ... on RunConflict { message } } }",
+            {"p": {"parentRunId": parent_run_id, "strategy": strategy}},
+        )
+        outcome = data["launchRunReexecution"]
+        if outcome["__typename"] != "LaunchRunSuccess":
+            raise GraphQLError(f"launchRunReexecution: {outcome}")
+        return outcome["run"]["runId"]
+
     # -- watching ---------------------------------------------------------------------------------------------------
 
     def run_status(self, run_id: str) -> str:
@@ -160,6 +174,39 @@ class DagsterUI:
             for r in data["runsOrError"]["results"]
         ]
         return data["partitionBackfillOrError"].get("status", "?"), runs
+
+    def job_runs(self, job: str) -> list[dict[str, Any]]:
+        """The runs of `job` as its Runs tab lists them: id, status, partition, and the code location they belong to."""
+        data = self.query(
+            "query($f: RunsFilter) { runsOrError(filter: $f) { __typename ... on Runs { results { runId status "
+            "tags { key value } repositoryOrigin { repositoryLocationName repositoryName } } } } }",
+            {"f": {"pipelineName": job}},
+        )
+        return [
+            {
+                "run_id": r["runId"],
+                "status": r["status"],
+                "partition": next((t["value"] for t in r["tags"] if t["key"] == "dagster/partition"), None),
+                "origin": r["repositoryOrigin"],
+            }
+            for r in data["runsOrError"]["results"]
+        ]
+
+    def partitions(self, asset: str) -> dict[str, list[str]]:
+        """The asset's partition keys and its partition statuses as the asset graph shows them."""
+        data = self.query(
+            "query($k: AssetKeyInput!) { assetNodeOrError(assetKey: $k) { __typename ... on AssetNode { "
+            "partitionKeys assetPartitionStatuses { __typename ... on DefaultPartitionStatuses { "
+            "materializedPartitions failedPartitions materializingPartitions } } } } }",
+            {"k": {"path": [asset]}},
+        )
+        node = data["assetNodeOrError"]
+        statuses = node["assetPartitionStatuses"]
+        return {
+            "keys": node["partitionKeys"],
+            "materialized": statuses["materializedPartitions"],
+            "failed": statuses["failedPartitions"],
+        }
 
     def run_log(self, run_id: str, limit: int = 200) -> str:
         """The run's event messages, for a failure message."""

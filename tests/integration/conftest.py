@@ -6,7 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance
 
+from pipelines.executor import VARIABLE
+from pipelines.instance import ensure_dagster_home, ensure_index_pool
+from tests.conftest import Workspace
+from tests.dagster_ui import DagsterUI, start_dagster_dev
 from tests.integration.buckets import (
     AzureTestBucket,
     BucketUnderTest,
@@ -39,3 +44,21 @@ def test_bucket(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyt
     if provider == "azure":
         return AzureTestBucket(request.getfixturevalue("azurite"), request.getfixturevalue("azure_admin"), monkeypatch)
     raise AssertionError(provider)
+
+
+@pytest.fixture
+def dagster_ui(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server_logs: Path
+) -> Iterator[DagsterUI]:
+    """`dagster dev` on the workspace's code location, with a private DAGSTER_HOME holding the settings `make ui`
+    writes; the test's process (and any `bucket-sync` it starts) shares that home through the environment."""
+    monkeypatch.delenv(VARIABLE, raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster-home"))
+    home = ensure_dagster_home()
+    with DagsterInstance.from_config(str(home)) as instance:
+        ensure_index_pool(instance)
+    ui = start_dagster_dev(server_logs, {})
+    try:
+        yield ui
+    finally:
+        ui.stop()

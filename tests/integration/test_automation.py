@@ -10,6 +10,8 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     Definitions,
+    DeleteDynamicPartitionsRequest,
+    RunsFilter,
     SensorResult,
     SkipReason,
     build_schedule_context,
@@ -55,7 +57,7 @@ def in_flight_run(instance: DagsterInstance, name: str) -> str:
     return run.run_id
 
 
-def test_registry_adds_partitions_and_marks_removed_connections_detached(
+def test_registry_adds_partitions_and_drops_those_of_removed_connections_keeping_their_rows(
     workspace: Workspace, dagster_instance: DagsterInstance, tmp_path: Path
 ) -> None:
     fill(tmp_path / "a", 1)
@@ -70,12 +72,22 @@ def test_registry_adds_partitions_and_marks_removed_connections_detached(
     assert run_sync("alpha", dagster_instance, log_level="ERROR").ok
     workspace.write_catalog(local_entry("beta", tmp_path / "a"))
     before = workspace.index.file.read_bytes()
-    sensors.connection_registry(build_sensor_context(instance=dagster_instance, resources=resources(workspace)))
+    removal = sensors.connection_registry(
+        build_sensor_context(instance=dagster_instance, resources=resources(workspace))
+    )
     assert workspace.index.file.read_bytes() == before, "a sensor wrote the index outside the duckdb_index pool"
+    assert isinstance(removal, SensorResult)
+    deletes = [r for r in removal.dynamic_partitions_requests if isinstance(r, DeleteDynamicPartitionsRequest)]
+    assert [(r.partitions_def_name, list(r.partition_keys)) for r in deletes] == [("connections", ["alpha"])]
+    for request in deletes:  # what the daemon does with the sensor's result
+        for key in request.partition_keys:
+            dagster_instance.delete_dynamic_partition(request.partitions_def_name, key)
+    assert isinstance(sensors.connection_registry(context), SkipReason), "a dropped partition is dropped once"
     assert run_sync("beta", dagster_instance, log_level="ERROR").ok  # the next sync flags what left the catalog
     assert workspace.query("SELECT name, detached FROM connections ORDER BY name") == [("alpha", True), ("beta", False)]
     assert workspace.query("SELECT count(*) FROM objects WHERE connection = 'alpha'") == [(1,)]
-    assert "alpha" in dagster_instance.get_dynamic_partitions("connections")
+    assert dagster_instance.get_dynamic_partitions("connections") == ["beta"]
+    assert dagster_instance.get_run_records(RunsFilter(tags={PARTITION_NAME_TAG: "alpha"})), "its runs are kept"
 
 
 def test_change_sensor_pages_across_ticks_and_requests_one_run_per_change(

@@ -8,17 +8,12 @@ backfill of their eight partitions, the instance settings `make ui` writes, the 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance
 
 from demo import synth
-from pipelines.executor import VARIABLE
-from pipelines.instance import ensure_dagster_home, ensure_index_pool
 from tests.conftest import Workspace
-from tests.dagster_ui import TERMINAL, DagsterUI, start_dagster_dev
+from tests.dagster_ui import TERMINAL, DagsterUI
 
 pytestmark = pytest.mark.integration
 
@@ -27,22 +22,6 @@ SYNC_ASSETS = ["object_listing", "media_probes", "cvat_manifest", "media_index"]
 #: Generous on purpose: eight run processes start on a 2-core machine shared with other work. Not a speed claim
 #: (benchmarks/ui_vs_cli.py measures speed); a run lost in the queue never finishes, so any bound catches it.
 BACKFILL_BOUND_S = 900
-
-
-@pytest.fixture
-def dagster_ui(
-    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server_logs: Path
-) -> Iterator[DagsterUI]:
-    monkeypatch.delenv(VARIABLE, raising=False)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster-home"))
-    home = ensure_dagster_home()
-    with DagsterInstance.from_config(str(home)) as instance:
-        ensure_index_pool(instance)
-    ui = start_dagster_dev(server_logs, {})
-    try:
-        yield ui
-    finally:
-        ui.stop()
 
 
 def test_a_ui_backfill_of_eight_connections_loses_no_run(workspace: Workspace, dagster_ui: DagsterUI) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assets import progress as progress_module
-from assets.progress import Progress
+from assets.progress import Progress, ProgressReport, watching
 
 
 class Log:
@@ -27,10 +27,28 @@ def test_reports_on_its_interval_and_at_the_end(monkeypatch: pytest.MonkeyPatch)
     assert log.lines == ["probing 'demo': 3/4 (75%), 0.5/s", "probing 'demo': 4/4 (100%), 0.5/s"]
 
 
-def test_no_bar_outside_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BUCKET_SYNC_PROGRESS", "bar")
-    monkeypatch.setattr(progress_module.sys.stderr, "isatty", lambda: False)
-    assert Progress(Log(), "x", total=10)._bar is None
+def test_watchers_hear_every_stage_and_its_end_while_the_run_log_gets_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
+    heard: list[ProgressReport] = []
+    log = Log()
+    with watching(heard.append), Progress(log, "listing 'demo'", total=None, every_s=5.0) as listing:
+        for at in (1.0, 6.0):
+            now[0] = at
+            listing.advance(1000, pages=1)
+    assert log.lines == [
+        "listing 'demo': 2,000 objects so far, 2 pages, 333/s",
+        "listing 'demo': 2,000 objects, 2 pages, 333/s",
+    ]
+    assert [(r.done, r.pages, r.total, r.finished) for r in heard] == [
+        (0, 0, None, False),
+        (1000, 1, None, False),
+        (2000, 2, None, False),
+        (2000, 2, None, True),
+    ]
+    with Progress(Log(), "probing", total=3):  # nobody watches any more
+        pass
+    assert len(heard) == 4
 
 
 def test_nothing_is_reported_for_empty_work() -> None:
