@@ -33,10 +33,16 @@ def sync_run_config(
     log_level: str = "INFO",
     probe: dict[str, Any] | None = None,
     index_wait_s: float | None = None,
+    event_batch: str | None = None,
 ) -> dict[str, Any]:
+    """The sync job's run config. `event_batch` makes it a delta sync of the keys that stored batch names (the same
+    config the bucket_events sensor requests runs with)."""
+    listing: dict[str, Any] = {"allow_collapse": allow_collapse}
+    if event_batch is not None:
+        listing["event_batch"] = event_batch
     config: dict[str, Any] = {
         "ops": {
-            "object_listing": {"config": {"allow_collapse": allow_collapse}},
+            "object_listing": {"config": listing},
             "media_probes": {"config": {"full": full, **(probe or {})}},
         },
         "loggers": {"console": {"config": {"log_level": log_level}}},
@@ -57,12 +63,14 @@ def run_sync(
     only: Sequence[str] | None = None,
     probe: dict[str, Any] | None = None,
     index_wait_s: float | None = None,
+    event_batch: str | None = None,
 ) -> SyncOutcome:
     """Materialize the sync assets (and their checks) for partition `name`. Never raises for a failed step.
 
     `only` names a subset of the assets (e.g. ["object_listing"]) for tests that change the bucket between steps;
     `probe` overrides media_probes' config (concurrency, checkpoint_rows); `index_wait_s` how long the index step
-    waits for another process's lock on the index before it fails.
+    waits for another process's lock on the index before it fails; `event_batch` the id of a stored EventBatch to
+    sync as a delta (assets/delta.py), tagged `bucket-sync/sync: delta` as the sensor's runs are.
     """
     from pipelines.definitions import defs
 
@@ -74,10 +82,15 @@ def run_sync(
         partition_key=name,
         instance=instance,
         run_config=sync_run_config(
-            full=full, allow_collapse=allow_collapse, log_level=log_level, probe=probe, index_wait_s=index_wait_s
+            full=full,
+            allow_collapse=allow_collapse,
+            log_level=log_level,
+            probe=probe,
+            index_wait_s=index_wait_s,
+            event_batch=event_batch,
         ),
         raise_on_error=False,
-        tags={**process_tags(), **(tags or {})},
+        tags={**process_tags(), **({"bucket-sync/sync": "delta"} if event_batch else {}), **(tags or {})},
         asset_selection=[AssetKey(a) for a in only] if only else None,
     )
     outcome = SyncOutcome(result)

@@ -33,9 +33,15 @@ class SyncSummary:
         share = f"{100.0 * read / stored:.2f}%" if stored else "n/a"
         rules = ", ".join(f"{rule} {n}" for rule, n in sorted(self.violations_by_rule.items())) or "none"
         seconds = (s["finished_at"] - s["started_at"]).total_seconds()
+        # An index written before sync kinds were recorded has null there: those syncs were all full.
+        kind = s.get("sync_kind") or "full"
+        if kind == "delta":
+            kind = f"delta sync of {s.get('event_keys') or 0} event key(s), the bucket not listed"
+        else:
+            kind = "full sync"
         return "\n".join(
             [
-                f"Synced '{self.connection}' in {seconds:.1f}s",
+                f"Synced '{self.connection}' in {seconds:.1f}s ({kind})",
                 f"  objects listed : {s['listed']}  ({s['new']} new, {s['changed']} changed, {s['unchanged']} "
                 f"unchanged, {s['deleted']} deleted, {s['moved']} moved; {self.folder_markers} folder markers "
                 "skipped)",
