@@ -8,6 +8,7 @@ sync is compared with a full sync of the same bucket by a second connection that
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from pipelines.runner import run_sync
 from resources.event_messages import parse_s3_message
 from tests.conftest import Workspace
 from tests.integration.buckets import BucketUnderTest, S3TestBucket, unique_name
-from tests.proxy import FaultProxy, route_through
+from tests.proxy import FaultPlan, FaultProxy, route_through
 
 pytestmark = pytest.mark.integration
 
@@ -165,6 +166,37 @@ def test_s3_delta_sync_from_real_notifications(
     assert delta_rows["violations"]  # the comparison covered some
     assert sync_kinds(workspace, delta_name) == [("full", 0), ("delta", len(named) + 1)]
     assert sync_kinds(workspace, full_name) == [("full", 0), ("full", 0)]
+
+
+def test_a_head_that_keeps_failing_keeps_what_the_index_knew(
+    moto_server: Any, workspace: Workspace, dagster_instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A HEAD that fails after every retry says nothing about the object: its row stays as it was (no tombstone, no
+    change), the run succeeds for the other keys, and the scrubbed reason is in the listing's metadata."""
+    bucket = S3TestBucket(moto_server.endpoint, monkeypatch)
+    seed(bucket)
+    name, flaky = unique_name("delta"), f"{PREFIX}00.jpg"
+    # Six 500s in a row for the HEADs of one key: boto3's every attempt (see resources/s3_bucket.py).
+    plan = FaultPlan(every=7, burst=6, kinds=("500",), methods=("HEAD",), path_contains=flaky, max_faults=6)
+    with FaultProxy(moto_server.endpoint, provider="s3", plan=plan) as proxy:
+        workspace.write_catalog(route_through(bucket.entry(name, prefix=PREFIX), proxy))
+        assert run_sync(name, dagster_instance, log_level="ERROR").ok
+        known = {row[0]: row for row in index_rows(workspace, name)["objects"]}
+        bucket.put(flaky, synth.jpeg(333, 222, orientation=1))
+        bucket.put(f"{PREFIX}new.jpg", synth.jpeg(90, 60, orientation=1))
+        events = [BatchedEvent(key=flaky, kind="created"), BatchedEvent(key=f"{PREFIX}new.jpg", kind="created")]
+        outcome = run_sync(
+            name, dagster_instance, log_level="ERROR", event_batch=save_batch(workspace, name, events, ["f"])
+        )
+        assert outcome.ok, outcome.failures
+        assert proxy.faults_total == 6
+    state = ListingState.require(workspace.state_store, name)
+    assert (state.new, state.changed, state.deleted, state.listed) == (1, 0, 0, 14)
+    now = {row[0]: row for row in index_rows(workspace, name)["objects"]}
+    assert now[flaky] == known[flaky]  # same etag and size, not deleted: the last known state
+    failed = outcome.result.asset_materializations_for_node("object_listing")[0].metadata["heads_failed"].value
+    assert list(failed) == [flaky] and "reading the state of" in failed[flaky]
+    assert S3TestBucket.SECRET not in json.dumps(failed)
 
 
 # --- every provider, from a batch built by hand ---------------------------------------------------------------------
