@@ -62,8 +62,12 @@ def head_rows(bucket: Bucket, keys: list[str]) -> tuple[list[dict[str, object]],
         except BucketError as exc:
             return key, None, scrub(str(exc))
 
+    # The first HEAD goes alone: it builds the provider's client (a cached property), which threads racing to build
+    # it would each build, on sessions that are not thread-safe while they are being made.
+    answers = [one(keys[0])] if keys else []
     with ThreadPoolExecutor(max_workers=max(1, min(HEAD_CONCURRENCY, len(keys)))) as pool:
-        for key, row, error in pool.map(one, keys):
+        answers += pool.map(one, keys[1:])
+        for key, row, error in answers:
             if error is not None:
                 failed[key] = error
             elif row is None:
