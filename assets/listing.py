@@ -369,6 +369,8 @@ def object_listing(
         run_id=context.run.run_id,
         started_at=started_at,
         allow_collapse=config.allow_collapse,
+        sync_kind="delta" if delta is not None else "full",
+        event_keys=len(events.keys) if events is not None else 0,
         bytes=seen.get("bytes", 0),
         folder_markers=seen.get("folder_markers", 0),
         filtered_out=seen.get("filtered_out", 0),
@@ -376,8 +378,6 @@ def object_listing(
         gaps=gaps,
         kept_unread=kept,
         fingerprint=listed_fingerprint,
-        sync_kind="delta" if delta is not None else "full",
-        event_keys=len(events.keys) if events is not None else 0,
         **counts,
     )
     state.save(state_store, name)

@@ -91,6 +91,10 @@ class ListingState(BaseModel):
     run_id: str
     started_at: datetime
     allow_collapse: bool = False
+    sync_kind: Literal["full", "delta"] = Field(
+        "full", description="full: the bucket was listed; delta: the baseline plus one HEAD per event key"
+    )
+    event_keys: int = Field(0, description="distinct keys the delta sync's event batch named (0 for a full sync)")
     listed: int
     new: int
     changed: int
@@ -105,10 +109,6 @@ class ListingState(BaseModel):
     gaps: list[str] = Field(default_factory=list, description="folders the provider could not read")
     kept_unread: int = Field(0, description="objects under those folders kept at their last known state")
     fingerprint: tuple[int, int] = Field((0, 0), description="(count, digest) of the listing, see assets/listing")
-    sync_kind: Literal["full", "delta"] = Field(
-        "full", description="full: the bucket was listed; delta: the baseline plus one HEAD per event key"
-    )
-    event_keys: int = Field(0, description="distinct keys the delta sync's event batch named (0 for a full sync)")
 
     def save(self, store: StateStore, connection: str) -> None:
         store.write_bytes(SnapshotKeys(connection).state, self.model_dump_json(indent=2).encode())

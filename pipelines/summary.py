@@ -31,20 +31,20 @@ class SyncSummary:
         s = self.last_sync
         stored, read = s["bytes_stored"], s["bytes_read"]
         share = f"{100.0 * read / stored:.2f}%" if stored else "n/a"
+        # An index written before sync kinds were recorded has null there: those syncs were all full.
+        if s.get("sync_kind") == "delta":
+            kind = f"delta, {s.get('event_keys') or 0} event key(s) read by HEAD; the bucket was not listed"
+        else:
+            kind = "full (the bucket was listed)"
         rules = ", ".join(f"{rule} {n}" for rule, n in sorted(self.violations_by_rule.items())) or "none"
         seconds = (s["finished_at"] - s["started_at"]).total_seconds()
-        # An index written before sync kinds were recorded has null there: those syncs were all full.
-        kind = s.get("sync_kind") or "full"
-        if kind == "delta":
-            kind = f"delta sync of {s.get('event_keys') or 0} event key(s), the bucket not listed"
-        else:
-            kind = "full sync"
         return "\n".join(
             [
-                f"Synced '{self.connection}' in {seconds:.1f}s ({kind})",
+                f"Synced '{self.connection}' in {seconds:.1f}s",
                 f"  objects listed : {s['listed']}  ({s['new']} new, {s['changed']} changed, {s['unchanged']} "
                 f"unchanged, {s['deleted']} deleted, {s['moved']} moved; {self.folder_markers} folder markers "
                 "skipped)",
+                f"  sync           : {kind}",
                 f"  probed         : {s['probed']} read, {s['carried']} facts reused",
                 f"  accepted       : {s['accepted']} of {s['listed']}",
                 f"  violations     : {rules}",
