@@ -100,6 +100,8 @@ def media_index(
             "deleted": MetadataValue.int(counts.deleted),
             "moved": MetadataValue.int(counts.moved),
             "index": MetadataValue.text(index.location),
+            "sync_kind": MetadataValue.text(counts.sync_kind),
+            "event_keys": MetadataValue.int(counts.event_keys),
         }
     )
 
@@ -152,6 +154,8 @@ def _apply(
         bytes_stored=state.bytes,
         bytes_read=int(bytes_read),
         requests=int(requests),
+        sync_kind=state.sync_kind,
+        event_keys=state.event_keys,
     )
     catalog_names = sorted(catalog.load().connections)
     folded = index.apply_sync(connection_row(conn), snapshot, rules, counts, attached=catalog_names)

@@ -21,12 +21,13 @@ from dagster import (
 )
 from pydantic import Field
 
+from assets.delta import DeltaListing, write_delta_listing
 from assets.overlap import active_syncs
 from assets.partitions import connections_partitions
 from assets.progress import Progress
 from assets.publish import recover
 from assets.quota import admit
-from assets.snapshots import ListingState, SnapshotKeys
+from assets.snapshots import EventBatch, ListingState, SnapshotKeys
 from resources.bucket import LISTING_SCHEMA, Bucket
 from resources.catalog import Connection
 from resources.catalog_resource import CatalogResource
@@ -50,6 +51,14 @@ class ListingConfig(Config):
             "Accept a listing that lost more than half of the last good one (a real mass deletion). Without it, "
             "the listing_collapse check blocks the sync so a wrong prefix or a revoked permission cannot "
             "tombstone the index."
+        ),
+    )
+    event_batch: str | None = Field(
+        None,
+        description=(
+            "Delta sync: the id of an event batch the bucket_events sensor stored. The bucket is not listed: each "
+            "key the batch names is read with one HEAD and merged into the last baseline, then diffed as a full "
+            "listing would be. Without a baseline yet, the sync lists the bucket in full (and says so)."
         ),
     )
 
@@ -325,15 +334,35 @@ def object_listing(
     conn = catalog.connection(name)
     started_at = datetime.now(UTC)
     bucket = open_bucket(conn)
-    context.log.info(f"listing {conn.provider} connection '{name}' under prefix '{conn.prefix}'")
+    events = EventBatch.require(state_store, name, config.event_batch) if config.event_batch else None
+    delta: DeltaListing | None = None
     with state_store.scratch_dir(name, "listing") as scratch:
         listing, baseline = scratch / "listing.parquet", scratch / "baseline.parquet"
         changes = scratch / "changes.parquet"
-        state_store.fetch(keys.baseline, baseline)
-        with Progress(context.log, f"listing '{name}'", total=None) as progress:
-            seen = write_listing(bucket, conn, listing, progress)
-        gaps = bucket.listing_gaps()
-        kept = keep_unread_parts(listing, baseline, gaps)
+        has_baseline = state_store.fetch(keys.baseline, baseline)
+        if events is not None and has_baseline:
+            context.log.info(
+                f"delta sync of {conn.provider} connection '{name}': {len(events.keys)} key(s) from event batch "
+                f"'{events.batch_id}', one HEAD each; the bucket is not listed"
+            )
+            delta, seen = write_delta(bucket, conn, events, baseline, listing)
+            if delta.failed:
+                context.log.warning(
+                    f"'{name}': the state of {len(delta.failed)} key(s) could not be read; they keep their last "
+                    f"known state until a later sync: {'; '.join(list(delta.failed.values())[:5])}"
+                )
+            gaps, kept = [], 0
+        else:
+            if events is not None:
+                context.log.warning(
+                    f"'{name}': event batch '{events.batch_id}' asked for a delta sync, but this connection has no "
+                    "baseline yet (never synced); listing the whole bucket instead"
+                )
+            context.log.info(f"listing {conn.provider} connection '{name}' under prefix '{conn.prefix}'")
+            with Progress(context.log, f"listing '{name}'", total=None) as progress:
+                seen = write_listing(bucket, conn, listing, progress)
+            gaps = bucket.listing_gaps()
+            kept = keep_unread_parts(listing, baseline, gaps)
         if gaps:
             context.log.warning(
                 f"'{name}': {len(gaps)} folder(s) could not be read; their {kept} known object(s) keep their last "
@@ -350,6 +379,8 @@ def object_listing(
         run_id=context.run.run_id,
         started_at=started_at,
         allow_collapse=config.allow_collapse,
+        sync_kind="delta" if delta is not None else "full",
+        event_keys=len(events.keys) if events is not None else 0,
         bytes=seen.get("bytes", 0),
         folder_markers=seen.get("folder_markers", 0),
         filtered_out=seen.get("filtered_out", 0),
@@ -361,8 +392,9 @@ def object_listing(
         **counts,
     )
     state.save(state_store, name)
+    kind = f"{state.sync_kind} sync" + (f" of {state.event_keys} event key(s)" if delta is not None else "")
     context.log.info(
-        f"'{name}': {counts['listed']} objects ({counts['new']} new, {counts['changed']} changed, "
+        f"'{name}' ({kind}): {counts['listed']} objects ({counts['new']} new, {counts['changed']} changed, "
         f"{counts['unchanged']} unchanged, {counts['deleted']} deleted, {counts['moved']} moved)"
     )
     if quota.skipped:
@@ -371,7 +403,7 @@ def object_listing(
             f"({', '.join(quota.exceeded)}) are skipped: recorded in the index's `skipped` table, not probed"
         )
     summary = (
-        f"**{counts['listed']}** objects, {state.bytes:,} bytes under `{conn.prefix or '/'}`: "
+        f"{kind.capitalize()}: **{counts['listed']}** objects, {state.bytes:,} bytes under `{conn.prefix or '/'}`: "
         f"{counts['new']} new, {counts['changed']} changed, {counts['unchanged']} unchanged, "
         f"{counts['deleted']} deleted, {counts['moved']} moved. "
         f"{state.folder_markers} folder markers and {state.filtered_out} filtered keys skipped."
@@ -388,5 +420,36 @@ def object_listing(
             "preview": MetadataValue.md(_preview_table(seen["samples"])),
             "summary": MetadataValue.md(summary),
             "snapshot": MetadataValue.text(f"{state_store.location}/{keys.changes}"),
+            **delta_metadata(state, events, delta),
         }
     )
+
+
+def write_delta(
+    bucket: Bucket, conn: Connection, events: EventBatch, baseline: Path, target: Path
+) -> tuple[DeltaListing, dict[str, Any]]:
+    """The delta listing of `events` (assets/delta.py), and what `write_listing` would report of it: counts, bytes and
+    extensions over the whole listing, and the batch's own folder markers and filtered keys."""
+    stats: Counter[str] = Counter()
+    delta = write_delta_listing(
+        bucket, events.keys, conn.prefix, lambda batch: media_only(batch, conn, stats), baseline, target
+    )
+    for _ in summarize(pq.ParquetFile(target).iter_batches(), stats):
+        pass
+    return delta, dict(stats)
+
+
+def delta_metadata(state: ListingState, events: EventBatch | None, delta: DeltaListing | None) -> dict[str, Any]:
+    """What the asset's metadata says of the kind of sync: full or delta, and for a delta what its HEADs found."""
+    metadata: dict[str, Any] = {"sync_kind": MetadataValue.text(state.sync_kind)}
+    if events is not None:
+        metadata["event_batch"] = MetadataValue.text(events.batch_id)
+        metadata["event_keys"] = MetadataValue.int(state.event_keys)
+    if events is not None and delta is None:
+        metadata["delta_fallback"] = MetadataValue.text("no baseline yet: the bucket was listed in full")
+    if delta is not None:
+        metadata["heads"] = MetadataValue.int(delta.heads)
+        metadata["heads_absent"] = MetadataValue.int(delta.absent)
+        metadata["heads_failed"] = MetadataValue.json(delta.failed)
+        metadata["outside_prefix"] = MetadataValue.int(delta.outside_prefix)
+    return metadata

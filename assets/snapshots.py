@@ -94,6 +94,10 @@ class ListingState(BaseModel):
     run_id: str
     started_at: datetime
     allow_collapse: bool = False
+    sync_kind: Literal["full", "delta"] = Field(
+        "full", description="full: the bucket was listed; delta: the baseline plus one HEAD per event key"
+    )
+    event_keys: int = Field(0, description="distinct keys the delta sync's event batch named (0 for a full sync)")
     listed: int
     new: int
     changed: int

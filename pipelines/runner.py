@@ -55,10 +55,16 @@ def sync_run_config(
     log_level: str = "INFO",
     probe: dict[str, Any] | None = None,
     index_wait_s: float | None = None,
+    event_batch: str | None = None,
 ) -> dict[str, Any]:
+    """The sync job's run config. `event_batch` makes it a delta sync of the keys that stored batch names (the same
+    config the bucket_events sensor requests runs with)."""
+    listing: dict[str, Any] = {"allow_collapse": allow_collapse}
+    if event_batch is not None:
+        listing["event_batch"] = event_batch
     config: dict[str, Any] = {
         "ops": {
-            "object_listing": {"config": {"allow_collapse": allow_collapse}},
+            "object_listing": {"config": listing},
             "media_probes": {"config": {"full": full, **(probe or {})}},
         },
         "loggers": {"console": {"config": {"log_level": log_level}}},
@@ -80,13 +86,15 @@ def run_sync(
     probe: dict[str, Any] | None = None,
     index_wait_s: float | None = None,
     on_event: Callable[[EventLogEntry], None] | None = None,
+    event_batch: str | None = None,
 ) -> SyncOutcome:
     """Materialize the sync assets (and their checks) for partition `name`. Never raises for a failed step.
 
     `only` names a subset of the assets (e.g. ["object_listing"]) for tests that change the bucket between steps;
     `probe` overrides media_probes' config (concurrency, checkpoint_rows); `index_wait_s` how long the index step
-    waits for another process's lock on the index before it fails. `on_event` hears every event of the run as the
-    instance stores it (the CLI draws its live view from them), from the first one on.
+    waits for another process's lock on the index before it fails; `event_batch` the id of a stored EventBatch to
+    sync as a delta (assets/delta.py), tagged `bucket-sync/sync: delta` as the sensor's runs are. `on_event` hears
+    every event of the run as the instance stores it (the CLI draws its live view from them), from the first one on.
     """
     from dagster._core.execution.api import execute_run
     from dagster._core.utils import make_new_run_id
@@ -104,9 +112,20 @@ def run_sync(
         job_def=job_def,
         run_id=run_id,
         run_config=sync_run_config(
-            full=full, allow_collapse=allow_collapse, log_level=log_level, probe=probe, index_wait_s=index_wait_s
+            full=full,
+            allow_collapse=allow_collapse,
+            log_level=log_level,
+            probe=probe,
+            index_wait_s=index_wait_s,
+            event_batch=event_batch,
         ),
-        tags={**job_def.run_tags, PARTITION_NAME_TAG: name, **process_tags(run_id), **(tags or {})},
+        tags={
+            **job_def.run_tags,
+            PARTITION_NAME_TAG: name,
+            **process_tags(run_id),
+            **({"bucket-sync/sync": "delta"} if event_batch else {}),
+            **(tags or {}),
+        },
         asset_selection=frozenset(AssetKey(a) for a in only) if only else None,
         remote_job_origin=located.remote_origin,
         job_code_origin=located.job.get_python_origin(),

@@ -36,6 +36,11 @@ class SyncSummary:
         s = self.last_sync
         stored, read = s["bytes_stored"], s["bytes_read"]
         share = f"{100.0 * read / stored:.2f}%" if stored else "n/a"
+        # An index written before sync kinds were recorded has null there: those syncs were all full.
+        if s.get("sync_kind") == "delta":
+            kind = f"delta, {plural(s.get('event_keys') or 0, 'event key')} read by HEAD; the bucket was not listed"
+        else:
+            kind = "full (the bucket was listed)"
         rules = ", ".join(f"{rule} {count(n)}" for rule, n in sorted(self.violations_by_rule.items())) or "none"
         seconds = (s["finished_at"] - s["started_at"]).total_seconds()
         over_quota = (
@@ -51,6 +56,7 @@ class SyncSummary:
                 f"  objects listed : {count(s['listed'])}  ({count(s['new'])} new, {count(s['changed'])} changed, "
                 f"{count(s['unchanged'])} unchanged, {count(s['deleted'])} deleted, {count(s['moved'])} moved; "
                 f"{plural(self.folder_markers, 'folder marker')} skipped)",
+                f"  sync           : {kind}",
                 f"  probed         : {count(s['probed'])} read, {count(s['carried'])} facts reused",
                 f"  accepted       : {count(s['accepted'])} of {plural(s['listed'], 'object')}",
                 over_quota,

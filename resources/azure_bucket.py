@@ -221,14 +221,12 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
             continuation_token=token
         )
         for page in pages:
-            rows = []
-            for blob in page:
-                md5 = blob.content_settings.content_md5 if blob.content_settings else None
-                rows.append(
-                    {"key": blob.name, "size": blob.size, "etag": blob.etag, "last_modified": blob.last_modified,
-                     "version": blob.version_id, "content_md5": bytes(md5).hex() if md5 else None}
-                )  # fmt: skip
-            yield rows, pages.continuation_token or None
+            yield [_row(blob.name, blob) for blob in page], pages.continuation_token or None
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        # Get Blob Properties answers with the same BlobProperties a listing page holds; a missing blob raises
+        # ResourceNotFoundError, which `_read_failure` maps to None.
+        return _row(key, self.sdk_client.get_blob_client(self.bucket, key).get_blob_properties())
 
     def _listing_failed(self, prefix: str) -> str:
         return f"container '{self.bucket}' under '{prefix}' failed after {MAX_RETRIES} retries"
@@ -333,6 +331,22 @@ class AzureBucket(CloudBucket, AzureBlobStorageResource):
                 "machine can reach it (proxy, firewall, private endpoint DNS)",
             )
         return None
+
+
+def _row(key: str, blob: Any) -> dict[str, Any]:
+    """One listing row from BlobProperties, as a listing page or Get Blob Properties returns them.
+
+    The etag is stripped of quotes: the listing's XML gives it bare, the properties' header in quotes, and a row
+    must describe an object alike whichever request read it."""
+    md5 = blob.content_settings.content_md5 if blob.content_settings else None
+    return {
+        "key": key,
+        "size": blob.size,
+        "etag": blob.etag.strip('"') if blob.etag else blob.etag,
+        "last_modified": blob.last_modified,
+        "version": blob.version_id,
+        "content_md5": bytes(md5).hex() if md5 else None,
+    }
 
 
 def _azure_list(value: Any) -> tuple[str, ...]:

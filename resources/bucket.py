@@ -182,6 +182,16 @@ class Bucket(Protocol):
         """
         ...
 
+    def head(self, key: str) -> dict[str, object] | None:
+        """The current state of `key` as one listing row (LISTING_SCHEMA's fields, filled exactly as the listing fills
+        them), from one metadata request; None when there is no such object.
+
+        A delta sync builds its listing from these rows and the baseline, so a row here must equal the row a full
+        listing would give for the same object: otherwise every evented key would look changed to the next full
+        sync. Raises BucketError (scrubbed) for any failure other than "not found": the caller keeps what it knew.
+        """
+        ...
+
     def listing_gaps(self) -> list[str]:
         """Prefixes (ending in "/") the last complete listing could not read, so their objects are missing from it.
 

@@ -79,6 +79,18 @@ def _retry(window_s: float) -> Any:
     ).with_timeout(window_s)
 
 
+def _row(blob: Any) -> dict[str, Any]:
+    """One listing row from the JSON API's object resource, as a listing page or a single get returns it."""
+    return {
+        "key": blob.name,
+        "size": blob.size or 0,
+        "etag": blob.etag,
+        "last_modified": blob.updated,
+        "version": str(blob.generation) if blob.generation is not None else None,
+        "content_md5": _md5_hex(blob.md5_hash),
+    }
+
+
 def _md5_hex(md5_b64: str | None) -> str | None:
     try:
         return base64.b64decode(md5_b64).hex() if md5_b64 else None
@@ -177,13 +189,12 @@ class GCSBucket(CloudBucket, GCSResource):
             timeout=self._timeout, retry=_retry(LISTING_RETRY_WINDOW_S),
         )  # fmt: skip
         for page in blobs.pages:
-            rows = [
-                {"key": blob.name, "size": blob.size or 0, "etag": blob.etag, "last_modified": blob.updated,
-                 "version": str(blob.generation) if blob.generation is not None else None,
-                 "content_md5": _md5_hex(blob.md5_hash)}
-                for blob in page
-            ]  # fmt: skip
-            yield rows, blobs.next_page_token
+            yield [_row(blob) for blob in page], blobs.next_page_token
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        # The JSON API's object resource is what the listing pages hold, so the row is built the same way.
+        blob = self.sdk_client.bucket(self.bucket).get_blob(key, timeout=self._timeout, retry=_retry(RETRY_WINDOW_S))
+        return None if blob is None else _row(blob)
 
     def _listing_failed(self, prefix: str) -> str:
         return f"gs://{self.bucket}/{prefix} failed after retrying for up to {LISTING_RETRY_WINDOW_S:.0f} s"

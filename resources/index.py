@@ -121,8 +121,18 @@ CREATE TABLE IF NOT EXISTS syncs (
     violations   BIGINT NOT NULL,
     bytes_stored BIGINT NOT NULL,
     bytes_read   BIGINT NOT NULL,
-    requests     BIGINT NOT NULL
+    requests     BIGINT NOT NULL,
+    sync_kind    VARCHAR,             -- 'full' (the bucket was listed) or 'delta' (HEADs of event keys)
+    event_keys   BIGINT               -- distinct keys a delta's events named; 0 for a full sync
 );
+{syncs_migration}
+"""
+
+#: Columns `syncs` gained after its first release: an index written before them gains them (null for its old rows)
+#: on the next write, as `media` gains new fact columns. A no-op when they exist, on both backends.
+_SYNCS_MIGRATION = """
+ALTER TABLE syncs ADD COLUMN IF NOT EXISTS sync_kind VARCHAR;
+ALTER TABLE syncs ADD COLUMN IF NOT EXISTS event_keys BIGINT;
 """
 
 
@@ -159,6 +169,7 @@ def schema(*, keys: bool) -> str:
         key_connection_key=",\n    PRIMARY KEY (connection, key)" if keys else "",
         media_facts=media_facts,
         media_migration=media_migration,
+        syncs_migration=_SYNCS_MIGRATION,
     )
 
 
@@ -189,6 +200,8 @@ class SyncCounts:
     bytes_stored: int
     bytes_read: int
     requests: int
+    sync_kind: str = "full"
+    event_keys: int = 0
 
 
 @dataclass(frozen=True)
@@ -833,9 +846,12 @@ class IndexAccess(BaseModel):
                     con.execute(statement, {"name": counts.connection, "skipped": str(snapshot.skipped)})
             con.execute(
                 """
-                INSERT INTO syncs VALUES ($connection, $run_id, $started_at, now(), $full_resync, $listed, $new,
-                    $changed, $unchanged, $deleted, $moved, $probed, $carried, $accepted, $violations,
-                    $bytes_stored, $bytes_read, $requests)
+                INSERT INTO syncs BY NAME SELECT $connection AS connection, $run_id AS run_id,
+                    $started_at AS started_at, now() AS finished_at, $full_resync AS full_resync, $listed AS listed,
+                    $new AS new, $changed AS changed, $unchanged AS unchanged, $deleted AS deleted, $moved AS moved,
+                    $probed AS probed, $carried AS carried, $accepted AS accepted, $violations AS violations,
+                    $bytes_stored AS bytes_stored, $bytes_read AS bytes_read, $requests AS requests,
+                    $sync_kind AS sync_kind, $event_keys AS event_keys
                 """,
                 counts.__dict__,
             )

@@ -419,6 +419,21 @@ class LocalBucket(ConfigurableResource):
             return None
         return unescaped
 
+    def head(self, key: str) -> dict[str, object] | None:
+        """The row the listing gives for `key` (one stat, following a symlink inside the root as the walk does), or
+        None when there is no regular file there: gone, a folder, a FIFO, or a path that leads out of the root."""
+        raw_name = self._undecodable_name(key)
+        try:
+            if raw_name is not None:  # a name the listing had to escape: stat the real bytes
+                st = os.stat(os.fsencode(self._root) + b"/" + raw_name)  # noqa: PTH116 (a bytes path)
+            else:
+                st = Path(self._path(key)[0]).stat()
+        except (ObjectGone, FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise BucketError(f"connection '{self.connection}': reading the state of '{key}' failed: {exc}") from None
+        return self._row(key, st) if stat.S_ISREG(st.st_mode) else None
+
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         raw_name = self._undecodable_name(key)
         if raw_name is not None:

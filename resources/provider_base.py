@@ -215,6 +215,27 @@ class CloudBucket(PagedListing):
                 "then sync again"
             ) from None
 
+    # --- one object's state: the delta sync's HEAD ------------------------------------------------------------
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """`key`'s listing row from one metadata request through the SDK that lists (None: not found); raises the
+        SDK's own errors. The SDK, not obstore: only the listing's own client fills etag, last_modified, version and
+        content_md5 the way the listing does (GCS's JSON etag is not its XML one, S3 listings carry no version)."""
+        raise NotImplementedError
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self._head(key)
+        except BucketError:
+            raise
+        except (*self.sdk_errors, ObstoreError, OSError) as exc:
+            if self._read_failure(exc) == "gone":
+                return None
+            raise BucketError(
+                f"connection '{self.connection}': reading the state of '{key}' failed: {type(exc).__name__}: "
+                f"{scrub(str(exc))}"
+            ) from None
+
     # --- reads -----------------------------------------------------------------------------------------------
 
     def _sdk_read(self, key: str, start: int, end: int, etag: str | None) -> bytes:

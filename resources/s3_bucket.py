@@ -180,17 +180,20 @@ class S3Bucket(CloudBucket, S3Resource):
             if token:
                 params["ContinuationToken"] = token
             page = self.sdk_client.list_objects_v2(**params)
-            rows = []
-            for item in page.get("Contents", []):
-                md5 = _MD5_ETAG.match(item.get("ETag") or "")
-                rows.append(
-                    {"key": item["Key"], "size": item["Size"], "etag": item.get("ETag"),
-                     "last_modified": item.get("LastModified"), "content_md5": md5.group(1) if md5 else None}
-                )  # fmt: skip
+            rows = [
+                _row(item["Key"], item["Size"], item.get("ETag"), item.get("LastModified"))
+                for item in page.get("Contents", [])
+            ]
             token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
             yield rows, token
             if token is None:
                 return
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        # HeadObject carries no body, so "not found" is a bare 404 (`_read_failure` maps it to None). The version
+        # id it may send is left out, as ListObjectsV2 gives none: the two must describe an object alike.
+        answer = self.sdk_client.head_object(Bucket=self.bucket, Key=key)
+        return _row(key, answer["ContentLength"], answer.get("ETag"), answer.get("LastModified"))
 
     def _listing_failed(self, prefix: str) -> str:
         return f"s3://{self.bucket}/{prefix} failed after {self.max_attempts} attempts"
@@ -287,6 +290,18 @@ class S3Bucket(CloudBucket, S3Resource):
                 f"arn:aws:s3:::{self.bucket}/*, and check the key id and secret variables",
             )
         return ConnectionStatus.MISCONFIGURED, f"S3 answered {code}: {exc}", "check the connection settings"
+
+
+def _row(key: str, size: int, etag: str | None, last_modified: datetime | None) -> dict[str, Any]:
+    """One listing row, the same from ListObjectsV2 and HeadObject; a single-part etag is the content's MD5."""
+    md5 = _MD5_ETAG.match(etag or "")
+    return {
+        "key": key,
+        "size": size,
+        "etag": etag,
+        "last_modified": last_modified,
+        "content_md5": md5.group(1) if md5 else None,
+    }
 
 
 def _check_profile(connection: str, profile: str) -> None:

@@ -59,7 +59,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Works
     home, catalog = tmp_path / "home", tmp_path / "connections.yaml"
     monkeypatch.setenv("BUCKET_SYNC_HOME", str(home))
     monkeypatch.setenv("BUCKET_SYNC_CATALOG", str(catalog))
-    monkeypatch.delenv("BUCKET_SYNC_PROGRESS", raising=False)
+    monkeypatch.delenv("BUCKET_SYNC_VERBOSE", raising=False)
     yield Workspace(home=home, catalog=catalog)
     stores = {store.location: store for store in (StateStore(url=str(home)), StateStore(url=default_state_url()))}
     for store in stores.values():

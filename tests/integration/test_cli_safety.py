@@ -38,7 +38,7 @@ def cli_env(home: Path, catalog: Path, dagster_home: Path) -> dict[str, str | No
         "BUCKET_SYNC_HOME": str(home),
         "BUCKET_SYNC_CATALOG": str(catalog),
         "DAGSTER_HOME": str(dagster_home),
-        "BUCKET_SYNC_PROGRESS": None,
+        "BUCKET_SYNC_VERBOSE": None,
         "FORCE_COLOR": None,  # rich's own styling would put ESC bytes in the output and blur what the tests check
         "TTY_COMPATIBLE": None,
         "COLUMNS": "200",
