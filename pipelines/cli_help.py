@@ -26,7 +26,7 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("BUCKET_SYNC_INDEX_DATA", "a DuckLake index's data files"),
     ("BUCKET_SYNC_EXECUTOR", "in_process (default), multiprocess, celery, k8s"),
     ("BUCKET_SYNC_DUCKDB_MEMORY", "DuckDB's memory limit over snapshots, e.g. 2GB"),
-    ("BUCKET_SYNC_VERBOSE", "`1`: stack traces and Dagster's console log, as -v"),
+    ("BUCKET_SYNC_VERBOSE", "`1`: stack traces and Dagster's log, as -v"),
     ("DAGSTER_HOME", "the Dagster instance (default ./.dagster)"),
     ("DAGSTER_WEBSERVER_URL", "the UI's address, for links in notifications"),
     ("PGPASSWORD", "a DuckLake index's Postgres password"),

@@ -100,7 +100,8 @@ def test_tables_lists_every_table_and_column_a_sync_creates(tmp_path: Path) -> N
     assert done.exit_code == 0, done.output
     listed = [(t["table"], c["name"], c["type"]) for t in json.loads(done.output) for c in t["columns"]]
     assert sorted(listed) == sorted(created)
-    assert [t["table"] for t in json.loads(done.output)] == ["connections", "objects", "media", "violations", "syncs"]
+    tables = [t["table"] for t in json.loads(done.output)]
+    assert len(tables) == len(set(tables)) and set(tables) == {table for table, _, _ in created}
 
     shown = runner.invoke(app, ["tables"], env={"COLUMNS": "80"}).output
     assert "…" not in shown

@@ -125,7 +125,7 @@ def test_an_index_from_before_sync_kinds_gains_the_columns_and_keeps_its_rows(tm
 @pytest.mark.parametrize(
     ("kind", "keys", "said"),
     [
-        ("delta", 7, "delta, 7 event key(s) read by HEAD; the bucket was not listed"),
+        ("delta", 7, "delta, 7 event keys read by HEAD; the bucket was not listed"),
         ("full", 0, "full (the bucket was listed)"),
         (None, None, "full (the bucket was listed)"),  # an index from before sync kinds were recorded
     ],
