@@ -334,7 +334,16 @@ def object_listing(
     conn = catalog.connection(name)
     started_at = datetime.now(UTC)
     bucket = open_bucket(conn)
-    events = EventBatch.require(state_store, name, config.event_batch) if config.event_batch else None
+    # Read before listing starts: every change these batches name happened before it, so this sync covers them.
+    pending = EventBatch.pending(state_store, name)
+    events = None
+    if config.event_batch:
+        if config.event_batch not in {b.batch_id for b in pending}:
+            context.log.info(
+                f"'{name}': event batch '{config.event_batch}' is no longer pending (an earlier sync covered it, or "
+                f"it was never stored in {state_store.location}); syncing the {len(pending)} batch(es) still pending"
+            )
+        events = EventBatch.merged(name, config.event_batch, pending)
     delta: DeltaListing | None = None
     with state_store.scratch_dir(name, "listing") as scratch:
         listing, baseline = scratch / "listing.parquet", scratch / "baseline.parquet"
@@ -381,6 +390,7 @@ def object_listing(
         allow_collapse=config.allow_collapse,
         sync_kind="delta" if delta is not None else "full",
         event_keys=len(events.keys) if events is not None else 0,
+        covered_batches=[b.batch_id for b in pending],
         bytes=seen.get("bytes", 0),
         folder_markers=seen.get("folder_markers", 0),
         filtered_out=seen.get("filtered_out", 0),

@@ -35,6 +35,9 @@ def publish(store: StateStore, connection: str, run_id: str) -> None:
             if store.fetch(keys.listing, scratch / "baseline.parquet"):
                 store.put(keys.baseline, scratch / "baseline.parquet")
                 BaselineState(run_id=run_id, fingerprint=state.fingerprint).save(store, connection)
+        # The index now holds what these batches named; a later delta run must not sync them again.
+        for batch_id in state.covered_batches:
+            store.delete(keys.event_batch(batch_id))
     publish_video_manifests(store, keys, run_id)
     staged = keys.staged_manifest(run_id)
     size = store.size(staged)

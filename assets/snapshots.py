@@ -98,6 +98,10 @@ class ListingState(BaseModel):
         "full", description="full: the bucket was listed; delta: the baseline plus one HEAD per event key"
     )
     event_keys: int = Field(0, description="distinct keys the delta sync's event batch named (0 for a full sync)")
+    covered_batches: list[str] = Field(
+        default_factory=list,
+        description="event batches this sync's listing covers: removed from the state store once it is published",
+    )
     listed: int
     new: int
     changed: int
@@ -181,6 +185,30 @@ class EventBatch(BaseModel):
 
     def save(self, store: StateStore) -> None:
         store.write_bytes(SnapshotKeys(self.connection).event_batch(self.batch_id), self.model_dump_json().encode())
+
+    @classmethod
+    def pending(cls, store: StateStore, connection: str) -> list[EventBatch]:
+        """Every batch stored for `connection` that no published sync has covered yet, oldest first.
+
+        A delta run syncs all of them, not only the batch it was requested for: a delta run that failed leaves its
+        batch here, and the next one picks its keys up instead of leaving them to the next full sync.
+        """
+        batches = []
+        for key in store.list(SnapshotKeys(connection).event_prefix):
+            raw = store.read_bytes(key)
+            if raw is not None and key.endswith(".json"):
+                batches.append(cls.model_validate_json(raw))
+        return sorted(batches, key=lambda b: (b.received_at, b.batch_id))
+
+    @classmethod
+    def merged(cls, connection: str, batch_id: str, batches: list[EventBatch]) -> EventBatch:
+        """The events of `batches` as one batch named `batch_id`: what one delta run reads the current state of."""
+        return cls(
+            connection=connection,
+            batch_id=batch_id,
+            received_at=max((b.received_at for b in batches), default=datetime.now().astimezone()),
+            events=[e for b in batches for e in b.events],
+        )
 
     @classmethod
     def require(cls, store: StateStore, connection: str, batch_id: str) -> EventBatch:

@@ -296,3 +296,36 @@ def test_delta_mass_deletion_is_blocked_like_a_full_sync(
     assert index_rows(workspace, delta_name) == index_rows(workspace, full_name)  # neither tombstoned anything
 
     assert sync_kinds(workspace, delta_name) == [("full", 0), ("delta", 3)]
+
+
+def test_a_delta_run_also_syncs_the_batches_an_earlier_run_left(
+    tmp_path: Any, workspace: Workspace, dagster_instance: DagsterInstance
+) -> None:
+    """A delta run that never reached the index leaves its batch pending; the next delta run syncs its keys too, and
+    a published sync removes every batch it covered, so a run queued for one of them later finds nothing to redo."""
+    from tests.integration.buckets import LocalTestBucket
+
+    bucket = LocalTestBucket(tmp_path / "bucket")
+    seed(bucket)
+    delta_name, full_name = unique_name("delta"), unique_name("full")
+    workspace.write_catalog(bucket.entry(delta_name, prefix=PREFIX), bucket.entry(full_name, prefix=PREFIX))
+    for name in (delta_name, full_name):
+        assert run_sync(name, dagster_instance, log_level="ERROR").ok
+
+    bucket.put(f"{PREFIX}first.jpg", synth.jpeg(70, 50, orientation=6))
+    first = save_batch(workspace, delta_name, [BatchedEvent(key=f"{PREFIX}first.jpg", kind="created")], ["a"])
+    # The listing step alone: the run stops before the index, as a run that failed there would.
+    assert run_sync(delta_name, dagster_instance, log_level="ERROR", event_batch=first, only=["object_listing"]).ok
+    assert [b.batch_id for b in EventBatch.pending(workspace.state_store, delta_name)] == [first]
+
+    bucket.delete(f"{PREFIX}03.jpg")
+    second = save_batch(workspace, delta_name, [BatchedEvent(key=f"{PREFIX}03.jpg", kind="deleted")], ["b"])
+    assert run_sync(delta_name, dagster_instance, log_level="ERROR", event_batch=second).ok
+    assert ListingState.require(workspace.state_store, delta_name).event_keys == 2  # both batches' keys
+    assert EventBatch.pending(workspace.state_store, delta_name) == []
+
+    assert run_sync(delta_name, dagster_instance, log_level="ERROR", event_batch=first).ok  # queued, now covered
+    assert ListingState.require(workspace.state_store, delta_name).event_keys == 0
+    assert run_sync(full_name, dagster_instance, log_level="ERROR").ok
+    assert index_rows(workspace, delta_name) == index_rows(workspace, full_name)
+    assert sync_kinds(workspace, delta_name) == [("full", 0), ("delta", 2), ("delta", 0)]
