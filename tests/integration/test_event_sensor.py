@@ -246,3 +246,56 @@ def test_a_queue_that_cannot_be_reached_is_a_note_and_other_connections_proceed(
     assert f"{bad}: event queue failed, will retry next tick" in logged
     assert f"{unknown}: not a partition yet" in logged
     assert S3TestBucket.SECRET not in str(data.run_requests) + str(data.cursor) + logged
+
+
+def test_s3_events_end_to_end_sensor_then_delta_run_then_acknowledgement(
+    workspace: Workspace,
+    dagster_instance: DagsterInstance,
+    moto_server: Server,
+    sqs: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The whole loop on real parts: moto's notifications, the sensor's tick, the run it asks for executed as the
+    daemon would execute it (its config and run key), the acknowledgement on the next tick, and an index equal to a
+    full sync's of the same bucket."""
+    from demo import synth
+    from pipelines.runner import run_sync
+    from tests.integration.test_delta_sync import index_rows, sync_kinds
+
+    bucket = S3TestBucket(moto_server.endpoint, monkeypatch)
+    for i in range(6):
+        bucket.put(f"{PREFIX}{i}.jpg", synth.jpeg(60 + i, 40, orientation=1 + i))
+    name, full_name = unique_name("s3e2e"), unique_name("s3full")
+    queue_url = sqs.create_queue(QueueName=unique_name("events"))["QueueUrl"]
+    workspace.write_catalog(
+        bucket.entry(name, prefix=PREFIX, events={"queue": queue_url}), bucket.entry(full_name, prefix=PREFIX)
+    )
+    for connection in (name, full_name):
+        assert run_sync(connection, dagster_instance, log_level="ERROR").ok
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bucket.client.put_bucket_notification_configuration(
+        Bucket=bucket.bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]
+        },
+    )
+    bucket.put(f"{PREFIX}new.jpg", synth.jpeg(91, 61, orientation=6))
+    bucket.put(f"{PREFIX}0.jpg", synth.jpeg(92, 62, orientation=1))
+    bucket.delete(f"{PREFIX}1.jpg")
+
+    data = tick(dagster_instance, None)
+    (request,) = data.run_requests
+    batch_id = request.run_config["ops"]["object_listing"]["config"]["event_batch"]
+    outcome = run_sync(
+        name, dagster_instance, log_level="ERROR", event_batch=batch_id, tags={RUN_KEY_TAG: request.run_key}
+    )
+    assert outcome.ok, outcome.failures
+    data = tick(dagster_instance, data.cursor)
+    assert "acknowledged" in str(data.skip_message)
+    leftover = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    assert leftover == [], "the run exists: its messages are deleted"
+    assert EventBatch.pending(workspace.state_store, name) == [], "the published sync removed the batch it covered"
+
+    assert run_sync(full_name, dagster_instance, log_level="ERROR").ok
+    assert index_rows(workspace, name) == index_rows(workspace, full_name)
+    assert sync_kinds(workspace, name) == [("full", 0), ("delta", 3)]
