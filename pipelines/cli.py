@@ -168,7 +168,10 @@ def _print_summary(name: str) -> None:
 
 @app.command()
 def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False) -> None:
-    """Make the demo dataset if missing, sync the `demo` connection, and print a summary."""
+    """Sync the bundled `demo` connection and print a summary.
+
+    Writes the demo dataset on the local provider the first time, then syncs it as `sync demo` would.
+    """
     import logging
 
     conn = _connection("demo")
@@ -201,7 +204,11 @@ def sync(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
-    """Sync one connection: list, probe what changed, judge, write the manifest and the index."""
+    """Sync one connection: list, probe, judge, manifest, index.
+
+    Lists the bucket, probes only new and changed objects from their headers, judges them against the profile's
+    rules, and writes the CVAT manifest and the index.
+    """
     with _live_view(quiet=quiet, verbose=verbose) as view:
         _connection(name)
         outcome = _sync(name, view, full=full, allow_collapse=allow_collapse, verbose=verbose)
