@@ -22,6 +22,7 @@ from assets.listing import object_listing
 from assets.partitions import connections_partitions
 from assets.progress import Progress
 from assets.snapshots import ListingState, SnapshotKeys
+from assets.typed_metadata import counts_table, rounded
 from media.cvat import NAME_SQL
 from media.facts import FACT_COLUMNS, FACT_SCHEMA, ColumnType, MediaFacts
 from media.probe import READ_FAILED, probe, settle_failure
@@ -503,6 +504,7 @@ class _Writer:
 def media_probes(
     context: AssetExecutionContext, config: ProbeConfig, catalog: CatalogResource, state_store: StateStore
 ) -> MaterializeResult:
+    started = time.monotonic()
     name = context.partition_key
     keys = SnapshotKeys(name)
     conn = catalog.connection(name)
@@ -561,7 +563,7 @@ def media_probes(
         checkpoint.clear()  # the probes snapshot now holds everything the parts did
     if moves:
         context.log.info(f"'{name}': {moves} move(s) recognised by content where the provider gave no content hash")
-    return _result(state_store, name, profile, stats)
+    return _result(state_store, name, profile, stats, time.monotonic() - started)
 
 
 def _probe_and_carry(
@@ -650,8 +652,14 @@ def _probe_and_carry(
     return stats, moves
 
 
-def _result(state_store: StateStore, name: str, profile: Profile, stats: Counter[str]) -> MaterializeResult:
-    """The step's metadata: what it read, reused and accepted, for the UI and for `bucket-sync` to report."""
+def _result(
+    state_store: StateStore, name: str, profile: Profile, stats: Counter[str], elapsed_s: float
+) -> MaterializeResult:
+    """The step's metadata: what it read, reused and accepted, for the UI and for `bucket-sync` to report.
+
+    Every figure is an int or a rounded float, so Dagster plots it across the partition's materializations; the
+    count of each rule is its own value (`violations_<rule>`) for the same reason.
+    """
     rule_counts = {rule: stats.get(f"rule:{rule}", 0) for rule in ALL_RULES}
     listing_state = ListingState.load(state_store, name)
     bytes_stored = listing_state.bytes if listing_state else 0
@@ -671,9 +679,12 @@ def _result(state_store: StateStore, name: str, profile: Profile, stats: Counter
             "unreadable": MetadataValue.int(stats.get("unreadable", 0)),
             "bytes_read": MetadataValue.int(read),
             "requests": MetadataValue.int(stats.get("requests", 0)),
-            "bytes_read_per_probe": MetadataValue.float(read / stats["probed"] if stats.get("probed") else 0.0),
+            "bytes_read_per_probe": rounded(read / stats["probed"] if stats.get("probed") else 0.0),
+            "objects_per_second": rounded(stats.get("probed", 0) / elapsed_s if elapsed_s > 0 else 0.0),
+            "seconds": rounded(elapsed_s, 2),
+            **{f"violations_{rule}": MetadataValue.int(n) for rule, n in rule_counts.items()},
             "bytes_stored": MetadataValue.int(bytes_stored),
-            "violations_by_rule": MetadataValue.json(rule_counts),
+            "violations_by_rule": counts_table("rule", rule_counts),
             "profile": MetadataValue.text(profile.name),
             "summary": MetadataValue.md(summary),
         }
