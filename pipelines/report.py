@@ -89,7 +89,11 @@ def report_data(
     by_run: dict[str, dict[str, int]] = {}
     for row in counts:
         by_run.setdefault(row["run_id"], {})[row["rule"]] = int(row["violations"])
-    points = [SyncPoint(s["finished_at"].strftime("%m-%d %H:%M"), by_run.get(s["run_id"], {})) for s in syncs]
+    # Minutes label the syncs of a schedule; syncs minutes apart (a person fixing files) need their seconds.
+    labels = [s["finished_at"].strftime("%m-%d %H:%M") for s in syncs]
+    if len(set(labels)) < len(labels):
+        labels = [s["finished_at"].strftime("%m-%d %H:%M:%S") for s in syncs]
+    points = [SyncPoint(label, by_run.get(s["run_id"], {})) for label, s in zip(labels, syncs, strict=True)]
     thumbnails = _thumbnails(connection, store, violations, fetch, max_bytes)
     offenders = [
         Offender(
