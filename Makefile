@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 AZURITE := .tools/node_modules/.bin/azurite-blob
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: setup demo test lint ui bench clean postgres
+.PHONY: setup demo test lint ui bench clean postgres chromium
 
 $(VENV)/.ready: pyproject.toml uv.lock
 	@command -v python3 >/dev/null || { echo "error: python3 (3.11 or newer) is required" >&2; exit 1; }
@@ -42,6 +42,20 @@ postgres:
 		echo "warning: no PostgreSQL server found: the DuckLake index tests will skip (apt-get install postgresql)" >&2; \
 	fi
 
+# The report test renders the HTML report in headless Chromium from Debian's packages (`chromium`). Installed here when
+# missing, as root (CI is); under CI=true a machine that cannot install it fails here, elsewhere the test skips.
+chromium:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Chromium (Debian's chromium) for the report's headless-browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium >/dev/null || { echo "error: apt-get could not install chromium" >&2; exit 1; }; \
+	elif [ "$$CI" = true ]; then \
+		echo "error: no chromium and no way to install it: run as root with apt-get" >&2; exit 1; \
+	else \
+		echo "warning: no chromium found: the report's browser test will skip (apt-get install chromium)" >&2; \
+	fi
+
 demo: setup
 	$(VENV)/bin/bucket-sync demo
 
@@ -49,7 +63,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup $(AZURITE) postgres lint
+test: setup $(AZURITE) postgres chromium lint
 	$(PY) -m pytest
 
 # The webserver and the daemon, started and stopped together (pipelines/ui.py): `dagster dev` without its

@@ -23,7 +23,7 @@ from resources.catalog import Connection
 from resources.catalog_resource import CatalogResource
 from resources.index import SyncCounts, SyncSnapshot
 from resources.index_resource import MediaIndex
-from resources.secrets import scrubbed_errors
+from resources.secrets import scrub, scrubbed_errors
 from resources.state import StateStore
 
 
@@ -91,6 +91,7 @@ def media_index(
     return MaterializeResult(
         metadata={
             **in_bucket,
+            **_report_link(context, name, index, state_store),
             "listed": MetadataValue.int(counts.listed),
             "probed": MetadataValue.int(counts.probed),
             "accepted": MetadataValue.int(counts.accepted),
@@ -104,6 +105,22 @@ def media_index(
             "event_keys": MetadataValue.int(counts.event_keys),
         }
     )
+
+
+def _report_link(
+    context: AssetExecutionContext, name: str, index: MediaIndex, state_store: StateStore
+) -> dict[str, MetadataValue]:
+    """Render the connection's visual report into the state store and link it from the sync's metadata: a local
+    path where the store is a folder, its URL otherwise. A report that cannot be made never fails a committed sync."""
+    from pipelines.report import write_report
+
+    try:
+        written = write_report(name, index, state_store)
+    except Exception as exc:
+        context.log.warning(f"'{name}': the visual report could not be written: {scrub(str(exc))}")
+        return {}
+    link = MetadataValue.path(str(written.local_path)) if written.local_path else MetadataValue.url(written.location)
+    return {"report": link, "report_thumbnails": MetadataValue.int(written.thumbnails)}
 
 
 def _apply(

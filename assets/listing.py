@@ -28,6 +28,7 @@ from assets.progress import Progress
 from assets.publish import recover
 from assets.quota import admit
 from assets.snapshots import EventBatch, ListingState, SnapshotKeys
+from assets.typed_metadata import counts_table, table
 from resources.bucket import LISTING_SCHEMA, Bucket
 from resources.catalog import Connection
 from resources.catalog_resource import CatalogResource
@@ -303,9 +304,9 @@ def refuse_overlap(context: AssetExecutionContext, name: str) -> None:
         )
 
 
-def _preview_table(samples: list[str]) -> str:
-    rows = "\n".join(f"| `{k}` |" for k in samples) or "| (none) |"
-    return f"| sample keys |\n|---|\n{rows}"
+def _preview_table(samples: list[str]) -> MetadataValue:
+    """The sample keys as a table with a schema, which the UI renders and sorts (a markdown table it cannot)."""
+    return table([("key", "string", "a sample key under the prefix")], [(k,) for k in samples])
 
 
 @asset(
@@ -426,8 +427,8 @@ def object_listing(
             "filtered_out": MetadataValue.int(state.filtered_out),
             "over_quota": MetadataValue.int(quota.skipped),
             "unread_folders": MetadataValue.json(gaps),
-            "extensions": MetadataValue.json(seen["extensions"]),
-            "preview": MetadataValue.md(_preview_table(seen["samples"])),
+            "extensions": counts_table("extension", seen["extensions"]),
+            "preview": _preview_table(seen["samples"]),
             "summary": MetadataValue.md(summary),
             "snapshot": MetadataValue.text(f"{state_store.location}/{keys.changes}"),
             **delta_metadata(state, events, delta),

@@ -22,6 +22,8 @@ from assets.listing import object_listing
 from assets.partitions import connections_partitions
 from assets.progress import Progress
 from assets.snapshots import ListingState, SnapshotKeys
+from assets.thumbnails import ThumbnailCollector, merge_thumbnails
+from assets.typed_metadata import counts_table, rounded
 from media.cvat import NAME_SQL
 from media.facts import FACT_COLUMNS, FACT_SCHEMA, ColumnType, MediaFacts
 from media.probe import READ_FAILED, probe, settle_failure
@@ -36,6 +38,7 @@ from media.rules import (
     name_collision,
     verdict_travels_sql,
 )
+from media.thumbnail import embedded_thumbnail
 from resources.bucket import Bucket
 from resources.catalog import Connection
 from resources.catalog_resource import CatalogResource
@@ -98,10 +101,18 @@ class ProbeConfig(Config):
     )
 
 
-def probe_object(bucket: Bucket, key: str, size: int, etag: str | None, end_check: bool = True) -> MediaFacts:
+def probe_object(
+    bucket: Bucket,
+    key: str,
+    size: int,
+    etag: str | None,
+    end_check: bool = True,
+    with_thumbnail: list[bytes | None] | None = None,
+) -> MediaFacts:
     """Facts for one object from a few ranged reads. Never raises: a bad object becomes an error fact.
 
     `end_check` is the profile's (media.rules.Profile.end_check): whether the file's last bytes are read too.
+    `with_thumbnail`, when given, receives a JPEG's embedded thumbnail (or None) from the bytes already read.
 
     An object that can never be read (ObjectUnreadable) becomes media's UnreadableObject, which the reader passes
     through unwrapped: its error is a verdict on the file, not a "read failed" that every sync would retry.
@@ -117,21 +128,36 @@ def probe_object(bucket: Bucket, key: str, size: int, etag: str | None, end_chec
             raise UnreadableObject(str(exc)) from exc
 
     reader = RangeReader(fetch, size)
-    return probe(reader, extension=PurePosixPath(key).suffix.lower() or None, end_check=end_check)
+    facts = probe(reader, extension=PurePosixPath(key).suffix.lower() or None, end_check=end_check)
+    if with_thumbnail is not None and facts.format == "jpeg":
+        with_thumbnail.append(embedded_thumbnail(reader.cached))
+    return facts
+
+
+def probe_with_thumbnail(
+    bucket: Bucket, key: str, size: int, etag: str | None, end_check: bool = True
+) -> tuple[MediaFacts, bytes | None]:
+    """`probe_object`, and the JPEG's embedded EXIF thumbnail when it lies in the bytes the probe read (no extra
+    read: see media.thumbnail). Kept for the report only if the object breaks a rule."""
+    found: list[bytes | None] = []
+    facts = probe_object(bucket, key, size, etag, end_check, with_thumbnail=found)
+    return facts, found[0] if found else None
 
 
 def probe_all(
     bucket: Bucket, rows: Iterator[dict[str, Any]], concurrency: int, end_check: bool = True
-) -> Iterator[tuple[dict[str, Any], MediaFacts]]:
-    """Probe rows with up to `concurrency` objects in flight, yielding results in input order.
+) -> Iterator[tuple[dict[str, Any], tuple[MediaFacts, bytes | None]]]:
+    """Probe rows with up to `concurrency` objects in flight, yielding (row, (facts, thumbnail)) in input order.
 
     A bounded window of futures (not one per object) keeps memory flat for buckets of millions of keys.
     """
-    window: deque[tuple[dict[str, Any], Future[MediaFacts]]] = deque()
+    window: deque[tuple[dict[str, Any], Future[tuple[MediaFacts, bytes | None]]]] = deque()
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="probe")
     try:
         for row in rows:
-            window.append((row, pool.submit(probe_object, bucket, row["key"], row["size"], row["etag"], end_check)))
+            window.append(
+                (row, pool.submit(probe_with_thumbnail, bucket, row["key"], row["size"], row["etag"], end_check))
+            )
             if len(window) >= concurrency * 4:
                 head, future = window.popleft()
                 yield head, future.result()
@@ -452,8 +478,10 @@ class _Writer:
         self.bad: list[dict[str, Any]] = []
         self.stats: Counter[str] = Counter()
         self.written = 0
+        self.thumbnails = ThumbnailCollector()
 
-    def add(self, row: dict[str, Any], facts: MediaFacts, source: str, probed_at: datetime | None) -> None:
+    def add(self, row: dict[str, Any], facts: MediaFacts, source: str, probed_at: datetime | None) -> bool:
+        """Judge and record one object; returns whether it breaks a rule."""
         found = judge(facts, row["key"], self.profile)
         accepted = not found
         width, height = manifest_size(facts, self.profile) if accepted and facts.kind == "image" else (None, None)
@@ -486,6 +514,7 @@ class _Writer:
             self.stats["unreadable"] += facts.error is not None
         if len(self.rows) >= BATCH_ROWS:
             self.flush()
+        return bool(found)
 
     def flush(self) -> None:
         if self.rows:
@@ -507,6 +536,7 @@ class _Writer:
 def media_probes(
     context: AssetExecutionContext, config: ProbeConfig, catalog: CatalogResource, state_store: StateStore
 ) -> MaterializeResult:
+    started = time.monotonic()
     name = context.partition_key
     keys = SnapshotKeys(name)
     conn = catalog.connection(name)
@@ -557,6 +587,14 @@ def media_probes(
                 probes_path, violations_path, moves_path, bool(known),
             )  # fmt: skip
             stored = {keys.violations: violations_path, keys.moves: moves_path, keys.probes: probes_path}
+            thumbnails_path = scratch / "thumbnails.parquet"
+            previous_thumbnails = scratch / "previous-thumbnails.parquet"
+            have_thumbnails = have_previous and state_store.fetch(keys.thumbnails, previous_thumbnails)
+            merge_thumbnails(
+                con, scratch / "fresh-thumbnails.parquet", previous_thumbnails if have_thumbnails else None,
+                probes_path, violations_path, thumbnails_path,
+            )  # fmt: skip
+            stored[keys.thumbnails] = thumbnails_path
         con.close()
         for key, path in stored.items():
             if path is not None:
@@ -565,7 +603,7 @@ def media_probes(
         checkpoint.clear()  # the probes snapshot now holds everything the parts did
     if moves:
         context.log.info(f"'{name}': {moves} move(s) recognised by content where the provider gave no content hash")
-    return _result(state_store, name, profile, stats)
+    return _result(state_store, name, profile, stats, time.monotonic() - started)
 
 
 def _probe_and_carry(
@@ -626,11 +664,13 @@ def _probe_and_carry(
                 "ORDER BY key",
             )
             with Progress(context.log, f"probing '{name}'", to_probe) as progress:
-                for row, facts in probe_all(bucket, rows, concurrency, profile.end_check):
+                for row, (facts, thumbnail) in probe_all(bucket, rows, concurrency, profile.end_check):
                     facts.error = settle_failure(facts.error, row["previous_error"])
-                    out.add(row, facts, "probed", datetime.now(UTC))
+                    if out.add(row, facts, "probed", datetime.now(UTC)):
+                        out.thumbnails.add(row["key"], thumbnail)
                     progress.advance()
         out.flush()
+    out.thumbnails.write(scratch / "fresh-thumbnails.parquet")
     stats = out.stats
     parts_of: dict[Path, list[Path]] = {probes_path: [], violations_path: []}
     if out.written or not carried:
@@ -654,8 +694,14 @@ def _probe_and_carry(
     return stats, moves
 
 
-def _result(state_store: StateStore, name: str, profile: Profile, stats: Counter[str]) -> MaterializeResult:
-    """The step's metadata: what it read, reused and accepted, for the UI and for `bucket-sync` to report."""
+def _result(
+    state_store: StateStore, name: str, profile: Profile, stats: Counter[str], elapsed_s: float
+) -> MaterializeResult:
+    """The step's metadata: what it read, reused and accepted, for the UI and for `bucket-sync` to report.
+
+    Every figure is an int or a rounded float, so Dagster plots it across the partition's materializations; the
+    count of each rule is its own value (`violations_<rule>`) for the same reason.
+    """
     rule_counts = {rule: stats.get(f"rule:{rule}", 0) for rule in ALL_RULES}
     listing_state = ListingState.load(state_store, name)
     bytes_stored = listing_state.bytes if listing_state else 0
@@ -675,9 +721,12 @@ def _result(state_store: StateStore, name: str, profile: Profile, stats: Counter
             "unreadable": MetadataValue.int(stats.get("unreadable", 0)),
             "bytes_read": MetadataValue.int(read),
             "requests": MetadataValue.int(stats.get("requests", 0)),
-            "bytes_read_per_probe": MetadataValue.float(read / stats["probed"] if stats.get("probed") else 0.0),
+            "bytes_read_per_probe": rounded(read / stats["probed"] if stats.get("probed") else 0.0),
+            "objects_per_second": rounded(stats.get("probed", 0) / elapsed_s if elapsed_s > 0 else 0.0),
+            "seconds": rounded(elapsed_s, 2),
+            **{f"violations_{rule}": MetadataValue.int(n) for rule, n in rule_counts.items()},
             "bytes_stored": MetadataValue.int(bytes_stored),
-            "violations_by_rule": MetadataValue.json(rule_counts),
+            "violations_by_rule": counts_table("rule", rule_counts),
             "profile": MetadataValue.text(profile.name),
             "summary": MetadataValue.md(summary),
         }

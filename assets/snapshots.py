@@ -10,6 +10,7 @@ keys named here, and the only record of what a listing saw is `ListingState`, wr
                            probes.parquet      facts and verdicts of every current object
                            violations.parquet  the rule findings of those objects
                            moves.parquet       moves recognised by content after probing
+                           thumbnails.parquet  embedded EXIF thumbnails of the objects with violations (report)
                            state.json          ListingState: what the listing saw, and which run wrote it
                            baseline.parquet    the listing of the last sync that reached the index
                            baseline.json       BaselineState: that listing's fingerprint, for the change sensor
@@ -19,6 +20,7 @@ keys named here, and the only record of what a listing saw is `ListingState`, wr
                            video-manifests.<run>.jsonl the run's video manifests, staged the same way (one line each)
                            bucket_manifests.json       BucketManifests: what was last written into the bucket
                            events/<batch>.json         EventBatch: the keys a delta sync run was asked to sync
+    reports/<connection>/report.html           the visual report of the last sync (pipelines/report.py)
     manifests/<connection>/manifest.jsonl      the published CVAT manifest (absent while no image is accepted)
     manifests/<connection>/videos/<key>.jsonl  the published CVAT video manifest of each accepted video, named after
                                                its key relative to the prefix (`videos/<clip.mp4>.jsonl`)
@@ -49,6 +51,8 @@ class SnapshotKeys:
         self.probes = self.prefix + "probes.parquet"
         self.violations = self.prefix + "violations.parquet"
         self.moves = self.prefix + "moves.parquet"
+        self.thumbnails = self.prefix + "thumbnails.parquet"
+        self.report = f"reports/{connection}/report.html"
         self.state = self.prefix + "state.json"
         self.baseline = self.prefix + "baseline.parquet"
         self.baseline_state = self.prefix + "baseline.json"

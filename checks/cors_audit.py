@@ -16,6 +16,7 @@ from dagster import (
 
 from assets.listing import object_listing
 from assets.partitions import connections_partitions
+from assets.typed_metadata import table
 from resources.bucket import BucketError
 from resources.catalog_resource import CatalogResource
 from resources.providers import cors_audit as audit
@@ -57,6 +58,10 @@ def cors_audit(context: AssetCheckExecutionContext, catalog: CatalogResource) ->
         "origin": MetadataValue.text(verdict.origin),
         "reason": MetadataValue.text(verdict.reason),
         "rules": MetadataValue.int(len(verdict.rules)),
+        "cors_rules": table(
+            [("origins", "string", ""), ("methods", "string", ""), ("headers", "string", "")],
+            [(" ".join(r.origins), " ".join(r.methods), " ".join(r.headers)) for r in verdict.rules],
+        ),
     }
     if verdict.fix:
         metadata["fix"] = MetadataValue.md(f"```\n{verdict.fix}\n```")

@@ -16,6 +16,7 @@ from dagster import (
 from assets.listing import object_listing
 from assets.partitions import connections_partitions
 from assets.snapshots import ListingState
+from assets.typed_metadata import table
 from resources.secrets import scrubbed_errors
 from resources.state import StateStore
 
@@ -47,7 +48,9 @@ def listing_gaps(context: AssetCheckExecutionContext, state_store: StateStore) -
         severity=AssetCheckSeverity.WARN,
         description=description,
         metadata={
-            "unread_folders": MetadataValue.json(gaps[:SHOWN]),
+            "unread_folders": table(
+                [("folder", "string", "a folder the listing could not read")], [(g,) for g in gaps[:SHOWN]]
+            ),
             "unread_folder_count": MetadataValue.int(len(gaps)),
             "objects_kept": MetadataValue.int(kept),
         },

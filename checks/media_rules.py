@@ -22,6 +22,7 @@ from dagster import (
 from assets.partitions import connections_partitions
 from assets.probes import media_probes
 from assets.snapshots import SnapshotKeys
+from assets.typed_metadata import table
 from media.rules import ALL_RULES, get_profile
 from resources.catalog_resource import CatalogResource
 from resources.secrets import scrubbed_errors
@@ -40,10 +41,12 @@ RULE_DESCRIPTIONS = {
 }
 
 
-def _examples_table(rows: list[tuple[str, str, str]]) -> str:
-    lines = ["| key | problem | fix |", "|---|---|---|"]
-    lines += [f"| `{k}` | {m} | `{r}` |" for k, m, r in rows]
-    return "\n".join(lines)
+#: The examples' columns: on the check's own result, so a person sees the objects and their fixes at once.
+EXAMPLE_COLUMNS = [
+    ("key", "string", "the object's full key"),
+    ("problem", "string", "what breaks the rule"),
+    ("fix", "string", "a command that fixes the file"),
+]
 
 
 @multi_asset_check(
@@ -94,6 +97,6 @@ def media_rules(
                 "count": MetadataValue.int(count),
                 "profile": MetadataValue.text(conn.profile),
                 "in_profile": MetadataValue.bool(in_profile),
-                "examples": MetadataValue.md(_examples_table(examples)),
+                "examples": table(EXAMPLE_COLUMNS, examples),
             },
         )

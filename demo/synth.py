@@ -67,6 +67,42 @@ def exif_block(orientation: int | None, *, extra_bytes: int = 0, camera: bool = 
     return exif
 
 
+#: IFD1 tags of an embedded thumbnail: Compression (6: JPEG), JPEGInterchangeFormat and its length.
+_COMPRESSION, _THUMB_OFFSET, _THUMB_LENGTH = 0x0103, 0x0201, 0x0202
+_EXIF_ID = b"Exif\x00\x00"
+
+
+def with_thumbnail(exif: Image.Exif, thumbnail: bytes) -> bytes:
+    """The EXIF block of `exif` with IFD1 pointing to `thumbnail`, as cameras and phones write it.
+
+    Pillow writes IFD0 and its sub-IFDs but no IFD1, so it is appended here by hand: IFD0's next-IFD pointer is set
+    to a new IFD1 (Compression, JPEGInterchangeFormat, JPEGInterchangeFormatLength) placed after everything Pillow
+    wrote, and the thumbnail's bytes follow it.
+    """
+    raw = exif.tobytes()
+    tiff = bytearray(raw[len(_EXIF_ID) :] if raw.startswith(_EXIF_ID) else raw)
+    order = "little" if tiff[:2] == b"II" else "big"
+    ifd0 = int.from_bytes(tiff[4:8], order)
+    entries = int.from_bytes(tiff[ifd0 : ifd0 + 2], order)
+    next_pointer = ifd0 + 2 + 12 * entries
+    if len(tiff) % 2:
+        tiff += b"\x00"  # IFDs start on a word boundary
+    ifd1 = len(tiff)
+    data_at = ifd1 + 2 + 3 * 12 + 4
+
+    def entry(tag: int, kind: int, value: int) -> bytes:
+        field = value.to_bytes(2, order) + b"\x00\x00" if kind == 3 else value.to_bytes(4, order)
+        if order == "big" and kind == 3:
+            field = value.to_bytes(2, order) + b"\x00\x00"
+        return tag.to_bytes(2, order) + kind.to_bytes(2, order) + (1).to_bytes(4, order) + field
+
+    tiff[next_pointer : next_pointer + 4] = ifd1.to_bytes(4, order)
+    tiff += (3).to_bytes(2, order)
+    tiff += entry(_COMPRESSION, 3, 6) + entry(_THUMB_OFFSET, 4, data_at) + entry(_THUMB_LENGTH, 4, len(thumbnail))
+    tiff += (0).to_bytes(4, order) + thumbnail
+    return _EXIF_ID + bytes(tiff)
+
+
 def _save(image: Image.Image, fmt: str, **params: Any) -> bytes:
     out = io.BytesIO()
     image.save(out, fmt, **params)
@@ -80,14 +116,21 @@ def jpeg(
     orientation: int | None = None,
     quality: int = 85,
     exif_extra_bytes: int = 0,
+    exif_thumbnail: bool = False,
     mode: str = "RGB",
     seed: int = _SEED,
 ) -> bytes:
-    """A baseline JPEG; `orientation=None` writes no EXIF (unless `exif_extra_bytes` asks for a block)."""
+    """A baseline JPEG; `orientation=None` writes no EXIF (unless `exif_extra_bytes` or `exif_thumbnail` asks for a
+    block). `exif_thumbnail` embeds a 160-pixel JPEG thumbnail in IFD1, as cameras and phones do."""
     params: dict[str, Any] = {"quality": quality}
-    if orientation is not None or exif_extra_bytes:
+    image = picture(width, height, seed=seed, mode=mode)
+    if orientation is not None or exif_extra_bytes or exif_thumbnail:
         params["exif"] = exif_block(orientation, extra_bytes=exif_extra_bytes)
-    return _save(picture(width, height, seed=seed, mode=mode), "JPEG", **params)
+    if exif_thumbnail:
+        small = image.copy()
+        small.thumbnail((160, 160))
+        params["exif"] = with_thumbnail(params["exif"], _save(small.convert("RGB"), "JPEG", quality=75))
+    return _save(image, "JPEG", **params)
 
 
 def png(
@@ -260,7 +303,7 @@ def write_demo_dataset(root: Path) -> dict[str, str]:
     One file per finding the rule profiles can make, plus compliant files, kept under 2 MB. The empty folder
     `empty-folder/` stands in for a bucket's folder marker object.
     """
-    camera = {"exif_extra_bytes": 6000, "quality": 80}
+    camera = {"exif_extra_bytes": 6000, "quality": 80, "exif_thumbnail": True}
     files: dict[str, tuple[bytes, str]] = {
         "images/camera-upright.jpg": (
             jpeg(1024, 768, orientation=1, seed=1, **camera),

@@ -155,6 +155,16 @@ class RangeReader:
         """The first min(size, head) bytes, fetched by the first request."""
         return self.read_at(0, self._head)
 
+    def cached(self, offset: int, length: int) -> bytes | None:
+        """The bytes at [offset, offset + length) if they were already read, else None: never fetches.
+
+        For what can be had for free after a probe (the EXIF thumbnail, media.thumbnail), never for the probe itself.
+        """
+        end = min(offset + length, self._size)
+        if offset < 0 or length <= 0 or offset >= end or self._missing(offset, end):
+            return None
+        return self._slice(offset, end)
+
     def start_tail_read(self, length: int) -> bool:
         """Start fetching the object's last `length` bytes now, so the head read can run at the same time.
 

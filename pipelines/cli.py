@@ -413,6 +413,52 @@ def _verbose_requested() -> bool:
     return bool({"-v", "--verbose"} & set(sys.argv[1:])) or os.environ.get("BUCKET_SYNC_VERBOSE") == "1"
 
 
+@app.command()
+def report(
+    name: str,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Also write the page to this file (it always goes to the state store).")
+    ] = None,
+    fetch_thumbnails: Annotated[
+        bool,
+        typer.Option(
+            "--fetch-thumbnails",
+            help="For images without an embedded EXIF thumbnail, read the start of that object (up to --max-bytes).",
+        ),
+    ] = False,
+    max_bytes: Annotated[
+        int, typer.Option("--max-bytes", min=1024, help="Most bytes read per object by --fetch-thumbnails.")
+    ] = 2 * 1024 * 1024,
+) -> None:
+    """Write one self-contained HTML page: violations per rule over the last syncs, each offender with its fix."""
+    from pipelines.report import write_report
+    from resources.state import StateStore
+
+    fetch = None
+    if fetch_thumbnails:
+        from resources.providers import open_bucket
+
+        bucket = open_bucket(_connection(name))
+
+        def fetch(key: str, length: int, etag: str | None) -> bytes:
+            return bucket.read_range(key, 0, length, etag)
+
+    index = _reader_index()
+    with _reading_index(index):
+        try:
+            written = write_report(name, index, StateStore(), fetch=fetch, max_bytes=max_bytes, out=out_file)
+        except LookupError as exc:
+            _fail(str(exc))
+            raise
+    where = written.local_path or written.location
+    out.print(
+        printable(f"report of '{name}': {written.violations} violation(s), {written.thumbnails} thumbnail(s)"),
+        highlight=False,
+        markup=False,
+    )
+    out.print(printable(str(out_file or where)), highlight=False, markup=False)
+
+
 def main() -> None:
     """The `bucket-sync` command. An error no command turned into advice still ends in one line, not a traceback,
     unless -v (or BUCKET_SYNC_VERBOSE=1) asks for the stack trace."""

@@ -125,6 +125,13 @@ CREATE TABLE IF NOT EXISTS syncs (
     sync_kind    VARCHAR,             -- 'full' (the bucket was listed) or 'delta' (HEADs of event keys)
     event_keys   BIGINT               -- distinct keys a delta's events named; 0 for a full sync
 );
+-- The violations of each rule after each sync: the history the report charts (`violations` holds the current ones).
+CREATE TABLE IF NOT EXISTS sync_violations (
+    connection  VARCHAR NOT NULL,
+    run_id      VARCHAR NOT NULL,
+    rule        VARCHAR NOT NULL,
+    violations  BIGINT NOT NULL
+);
 {syncs_migration}
 """
 
@@ -859,6 +866,11 @@ class IndexAccess(BaseModel):
                 "SELECT rule, count(*) FROM violations WHERE connection = $name GROUP BY rule",
                 {"name": counts.connection},
             ).fetchall()
+            if by_rule:
+                con.executemany(
+                    "INSERT INTO sync_violations VALUES ($c, $r, $rule, $n)",
+                    [{"c": counts.connection, "r": counts.run_id, "rule": rule, "n": n} for rule, n in by_rule],
+                )
             return by_rule, int(new[0]) if new else 0
 
         with self.connect() as con:
