@@ -415,7 +415,7 @@ def _verbose_requested() -> bool:
 
 @app.command()
 def report(
-    name: str,
+    name: NameArgument,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Also write the page to this file (it always goes to the state store).")
     ] = None,
@@ -430,7 +430,11 @@ def report(
         int, typer.Option("--max-bytes", min=1024, help="Most bytes read per object by --fetch-thumbnails.")
     ] = 2 * 1024 * 1024,
 ) -> None:
-    """Write one self-contained HTML page: violations per rule over the last syncs, each offender with its fix."""
+    """One HTML page: violations per rule over time, each with its fix.
+
+    Self-contained (inline chart, thumbnails as data: URIs), written through the state store and, with --out, to a
+    file; each offending object with a thumbnail and the command that fixes it.
+    """
     from pipelines.report import write_report
     from resources.state import StateStore
 
