@@ -101,7 +101,9 @@ def test_a_terminal_gets_a_spinner_at_once_then_a_bar_for_listing_and_probing(wo
     assert any("40/40" in line and "/s" in line and "ETA" in line for line in probing), probing
     frames = [CONTROL.sub("", frame) for frame in re.split(r"[\r\n]+", output) if SPINNER.search(frame)]
     assert frames and all(len(frame.rstrip()) <= 80 for frame in frames), "a bar wider than the terminal"
-    assert lines[-9].startswith("Synced 'disk'") and "Traceback" not in output
+    synced = [i for i, line in enumerate(lines) if line.startswith("Synced 'disk'")]
+    assert synced and synced[-1] > lines.index(probing[-1]), "the summary comes after the bars"
+    assert "Traceback" not in output
 
 
 def test_a_pipe_or_quiet_gets_no_bar(workspace: Workspace, disk: Path) -> None:
