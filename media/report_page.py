@@ -74,7 +74,7 @@ td.thumb img{max-width:160px;max-height:160px;border-radius:4px;display:block;bo
 .none{width:160px;height:90px;border-radius:4px;background:repeating-linear-gradient(45deg,#eef1f5,#eef1f5 8px,
 #e2e6ec 8px,#e2e6ec 16px);color:#5a6475;font-size:12px;display:flex;align-items:center;justify-content:center}
 code{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;background:#f1f3f7;padding:4px 6px;border-radius:4px;
-display:block;white-space:pre-wrap;word-break:break-all}
+display:block;white-space:pre-wrap;overflow-wrap:break-word}
 .key{font-weight:600;word-break:break-all}
 .detail{color:#5a6475;font-size:12px}
 .badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;color:#fff}
