@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
-from dagster import DagsterInstance, SensorDefinition, build_sensor_context
+from dagster import DagsterInstance, SensorDefinition, SensorEvaluationContext
+from dagster._core.execution.build_resources import wrap_resources_for_execution
 
 from demo import synth
 from pipelines import notifications
+from pipelines.definitions import defs
 from pipelines.notifications import sync_failure_notifications, sync_success_notifications
+from pipelines.origin import code_location_origin
 from pipelines.runner import run_sync
 from resources.catalog import load_catalog
 from resources.catalog_resource import CatalogResource
@@ -23,6 +26,8 @@ from resources.secrets import resolve_env
 from tests.conftest import Workspace
 from tests.integration.buckets import LocalTestBucket
 from tests.webhook_server import QUERY_TOKEN, TOKEN, Webhook
+
+REPOSITORY = defs.get_repository_def()
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +56,16 @@ class Sensors:
     def tick(self) -> None:
         sensor: SensorDefinition
         for sensor in (sync_failure_notifications, sync_success_notifications):
-            context = build_sensor_context(
-                instance=self.instance, cursor=self.cursors.get(sensor.name), resources={"catalog": CatalogResource()}
+            # As the daemon evaluates it: in the code location that the CLI's runs name as their origin, since a
+            # run-status sensor hears only the runs of its own code location and repository.
+            context = SensorEvaluationContext(
+                instance_ref=None,
+                instance=self.instance,
+                cursor=self.cursors.get(sensor.name),
+                repository_def=REPOSITORY,
+                repository_name=REPOSITORY.name,
+                resources=wrap_resources_for_execution({"catalog": CatalogResource()}),
+                code_location_origin=code_location_origin(),
             )
             context.log.addHandler(self.handler)
             self.cursors[sensor.name] = sensor.evaluate_tick(context).cursor
