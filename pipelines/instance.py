@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,28 @@ def ensure_index_pool(instance: DagsterInstance) -> None:
     explicit = {pool.name for pool in storage.get_pool_limits() if not pool.from_default}
     if INDEX_POOL not in explicit:
         storage.set_concurrency_slots(INDEX_POOL, INDEX_POOL_LIMIT)
+
+
+def initialize_index_pool(instance: DagsterInstance) -> None:
+    """Create the `duckdb_index` pool's row at its default limit before a run claims it, unless it exists.
+
+    Dagster creates it on a step's first claim, and on Postgres two runs doing that at once fail one of them: its
+    INSERT loses the race, and the UPDATE it falls back to runs inside the transaction that the lost INSERT aborted.
+    Eight syncs started together on a fresh instance hit exactly that (tests/integration/test_many_machines.py).
+    Doing it here, before the run starts, and taking a lost race as "the other process made it", leaves the claim
+    nothing to create.
+    """
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits or instance.global_op_concurrency_default_limit is None:
+        return
+    for _ in range(3):
+        if any(pool.name == INDEX_POOL for pool in storage.get_pool_limits()):
+            return
+        try:
+            storage.initialize_concurrency_limit_to_default(INDEX_POOL)
+            return
+        except Exception:  # the database's own error for a lost race (sqlalchemy's, per backend): look again
+            time.sleep(0.2)
 
 
 def local_instance() -> DagsterInstance:

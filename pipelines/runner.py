@@ -19,6 +19,7 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from assets.overlap import process_tags, reap_dead_runs
 from assets.partitions import connections_partitions
+from pipelines.instance import initialize_index_pool
 
 #: The class name Dagster puts before a step error's text ("dagster._core.definitions.events.Failure: "): it names
 #: Dagster's wrapper, not the cause, so the sentence a person reads starts after it.
@@ -103,6 +104,7 @@ def run_sync(
 
     # A run of this host that was killed must not hold the index pool slot this run is about to wait for.
     reap_dead_runs(instance)
+    initialize_index_pool(instance)
     if not instance.has_dynamic_partition(connections_partitions.name, name):
         instance.add_dynamic_partitions(connections_partitions.name, [name])
     located = located_job("sync_connection")
