@@ -103,15 +103,19 @@ class S3Bucket(CloudBucket, S3Resource):
         """boto3 with short timeouts and the addressing style S3-compatible stores need."""
         return self.sdk_client
 
+    def _client_keys(self) -> dict[str, Any]:
+        """The key fields a boto3 client is given: none with a role, whose session holds the assumed credentials (the
+        key fields are then the *source* credentials)."""
+        if self.role_arn:
+            return {}
+        return {
+            "aws_access_key_id": self.aws_access_key_id,
+            "aws_secret_access_key": self.aws_secret_access_key,
+            "aws_session_token": self.aws_session_token,
+        }
+
     def _new_client(self, *, for_test: bool) -> Any:
-        # With a role, the key fields are the *source* credentials: the session holds the assumed ones.
-        keys: dict[str, Any] = {}
-        if not self.role_arn:
-            keys.update(
-                aws_access_key_id=self.aws_access_key_id,
-                aws_secret_access_key=self.aws_secret_access_key,
-                aws_session_token=self.aws_session_token,
-            )
+        keys = self._client_keys()
         # "standard" retries connection errors, read timeouts, 500/502/503/504 and throttling codes (SlowDown,
         # 429 Too Many Requests) with exponential backoff and jitter. botocore's `max_attempts` key counts retries
         # only; `total_max_attempts` counts the first try too, which is what `max_attempts` means here.
@@ -134,13 +138,7 @@ class S3Bucket(CloudBucket, S3Resource):
     def service_client(self, service: str, endpoint_url: str | None, region: str | None = None) -> Any:
         """A boto3 client of another AWS service with this connection's credentials, timeouts and retries: the
         bucket-event reader's SQS client (resources/event_queues.py), so a queue authenticates as the bucket does."""
-        keys: dict[str, Any] = {}
-        if not self.role_arn:
-            keys.update(
-                aws_access_key_id=self.aws_access_key_id,
-                aws_secret_access_key=self.aws_secret_access_key,
-                aws_session_token=self.aws_session_token,
-            )
+        keys = self._client_keys()
         config = BotoConfig(
             retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
             connect_timeout=min(self.timeout_s, CONNECT_TIMEOUT_S),
